@@ -1,0 +1,88 @@
+"""``streamwreck``: one command, a subcommand per part."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+from types import ModuleType
+
+from services.core.errors import ConfigError, StreamwreckError
+
+DESCRIPTION = """\
+streamwreck proves that every record written to a Kinesis data stream was processed by its consumer, and names
+exactly the ones that were not. Settings come from STREAMWRECK_* environment variables; AWS endpoints and
+credentials from the standard AWS_* ones (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_REGION, ...)."""
+
+EPILOG = """\
+examples:
+  streamwreck local up                       start the embedded stack (emulators, memcached, the three services)
+  streamwreck produce --stream demo --count 1000
+  streamwreck check --stream demo --endpoint http://127.0.0.1:8000
+  streamwreck api                            serve POST /reconcile (docs at /docs)
+  streamwreck recorder                       SQS -> ledger (needs STREAMWRECK_QUEUE_URL)
+  streamwreck processor                      the KCL consumer (needs STREAMWRECK_STREAM_NAME, _TOPIC_ARN, ...)
+
+'streamwreck COMMAND --help' explains each command."""
+
+# name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("cli.checker", "read every shard and report which records were not processed"),
+    "produce": ("cli.produce", "write test records to a stream (optionally KPL-aggregated)"),
+    "local": ("cli.local", "start, inspect or stop the embedded local stack (no Docker, no AWS account)"),
+    "api": ("cli.services", "run the reconcile API (FastAPI + uvicorn)"),
+    "recorder": ("cli.services", "run the recorder: processed events from SQS -> ledger entries in memcached"),
+    "processor": ("services.processor.kcl_app", "run the KCL consumer under the MultiLangDaemon"),
+}
+
+
+def _load(module_name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name != module_name:
+            raise
+        return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="streamwreck", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = _load(module_name)
+        if module is None:
+            continue
+        describe = getattr(module, "describe", None)
+        sub = commands.add_parser(
+            name,
+            help=help_text,
+            description=describe(name) if describe else help_text,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        module.add_arguments(sub, name)
+        run: Callable[[argparse.Namespace], int] = module.run
+        sub.set_defaults(run=run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.run(args)
+        return code
+    except ConfigError as exc:
+        print(f"streamwreck {args.command}: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StreamwreckError as exc:
+        print(f"streamwreck {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""``streamwreck api`` and ``streamwreck recorder``: the long-running services, configured from the environment."""
+
+from __future__ import annotations
+
+import argparse
+
+from services.core import logs
+from services.core.settings import Settings, load_settings
+
+_DESCRIPTIONS = {
+    "api": """\
+Serve the reconcile API: POST /reconcile answers which records have no ledger entry; OpenAPI docs at /docs,
+GET /healthz (alive) and GET /readyz (memcached reachable).
+
+environment:
+  STREAMWRECK_MEMCACHED_SERVERS        host:port[,host:port...] (default 127.0.0.1:11211)
+  STREAMWRECK_API_HOST, _API_PORT      where to listen (default 127.0.0.1:8000)
+  STREAMWRECK_MAX_RECORDS_PER_REQUEST  413 above it (default 10000)
+  STREAMWRECK_API_KEY                  if set, clients must send X-Api-Key
+  STREAMWRECK_LEDGER_TTL_SECONDS       the TTL entries are written with (reported to clients)""",
+    "recorder": """\
+Long-poll the SQS queue subscribed to the processed-events topic and write a ledger entry per processed record.
+A message is deleted only after its entries are stored; malformed ones are left for the dead-letter redrive;
+while memcached is down the messages are held and retried. SIGTERM finishes the batch in hand and exits 0.
+
+environment:
+  STREAMWRECK_QUEUE_URL                the queue (required)
+  STREAMWRECK_MEMCACHED_SERVERS        host:port[,host:port...] (default 127.0.0.1:11211)
+  STREAMWRECK_LEDGER_TTL_SECONDS       entry lifetime; at least the stream's retention (default 7 days)""",
+}
+
+
+def describe(name: str) -> str:
+    return _DESCRIPTIONS[name]
+
+
+def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
+    if name == "api":
+        parser.add_argument("--host", help="listen address (overrides STREAMWRECK_API_HOST)")
+        parser.add_argument("--port", type=int, help="listen port (overrides STREAMWRECK_API_PORT)")
+
+
+def run(args: argparse.Namespace) -> int:
+    overrides = {}
+    if args.command == "api":
+        overrides = {key: value for key, value in (("api_host", args.host), ("api_port", args.port)) if value}
+    settings: Settings = load_settings(**overrides)
+    logs.configure(settings.log_level)
+    if args.command == "api":
+        from services.api.app import serve as serve_api
+
+        return serve_api(settings)
+    from services.recorder.worker import serve as serve_recorder
+
+    return serve_recorder(settings)

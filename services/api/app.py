@@ -1,0 +1,106 @@
+"""``create_app(settings)``: the reconcile API as a FastAPI application."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+
+from services.api.reconcile import ReconcileRequest, RequestProblem
+from services.api.routes import router
+from services.core.errors import RejectedInputError, TransientError
+from services.core.ledger import Ledger, MemcachedLedger
+from services.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+DESCRIPTION = """\
+Answers which Kinesis records have no entry in the streamwreck ledger, that is, were never reported processed.
+
+A record is identified by stream, shard id, sequence number and sub-sequence number (KPL aggregation); sequence
+numbers are unique only within a shard. memcached evicts and forgets on restart, so a missing entry is proof of loss
+only when `ledger` shows no evictions, a start before the record was written, and a TTL longer than its age: the
+`streamwreck check` command applies exactly that rule.
+"""
+
+
+def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.ledger = ledger or MemcachedLedger.from_settings(settings)
+        try:
+            yield
+        finally:
+            if ledger is None:
+                app.state.ledger.close()
+
+    app = FastAPI(title="streamwreck reconcile API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.ledger = ledger
+    app.include_router(router)
+
+    @app.exception_handler(RequestProblem)
+    async def _problem(request: Request, exc: RequestProblem) -> JSONResponse:
+        return JSONResponse(exc.problem.model_dump(exclude_none=True), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e["loc"]), "msg": e["msg"]} for e in exc.errors()]
+        first = errors[0]
+        message = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}"
+        return JSONResponse({"error": "invalid_request", "message": message, "detail": errors}, status_code=422)
+
+    @app.exception_handler(TransientError)
+    async def _transient(request: Request, exc: TransientError) -> JSONResponse:
+        logger.warning("request_failed_transient", extra={"path": request.url.path, "error": str(exc)})
+        return JSONResponse(
+            {"error": "ledger_unavailable", "message": str(exc)},
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+
+    @app.exception_handler(RejectedInputError)
+    async def _rejected(request: Request, exc: RejectedInputError) -> JSONResponse:
+        return JSONResponse({"error": "rejected", "message": str(exc)}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request_failed", extra={"path": request.url.path})
+        return JSONResponse({"error": "internal", "message": "internal error; see the server's log"}, status_code=500)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            request_schema = ReconcileRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for name, definition in request_schema.pop("$defs", {}).items():
+                components.setdefault(name, definition)
+            components["ReconcileRequest"] = request_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+def serve(settings: Settings) -> int:
+    """``streamwreck api``: run the API under uvicorn until SIGTERM/SIGINT."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
+    return 0

@@ -1,0 +1,143 @@
+"""The reconcile API's endpoints."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from services.api.reconcile import (
+    EXAMPLE_SEQUENCE,
+    Problem,
+    ReconcileResponse,
+    RequestProblem,
+    parse_request,
+    reconcile,
+)
+from services.core.ledger import Ledger
+from services.core.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_ledger(request: Request) -> Ledger:
+    ledger: Ledger = request.app.state.ledger
+    return ledger
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+LedgerDep = Annotated[Ledger, Depends(get_ledger)]
+
+
+def check_api_key(settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
+    if settings.api_key and not secrets.compare_digest(x_api_key or "", settings.api_key):
+        raise RequestProblem(401, "unauthorized", "a valid X-Api-Key header is required")
+
+
+router = APIRouter()
+
+_REQUEST_BODY = {
+    "required": True,
+    "description": "Either `{stream, records}` (records of one stream, any shards), or - the original shape - a bare "
+    "array of sequence-number strings with `stream` and `shard_id` in the query.",
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    {"$ref": "#/components/schemas/ReconcileRequest"},
+                    {
+                        "type": "array",
+                        "items": {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,128})$"},
+                        "description": "Sequence numbers of the shard named in the query (sub-sequence 0).",
+                    },
+                ]
+            },
+            "examples": {
+                "records": {
+                    "summary": "Records of one stream",
+                    "value": {
+                        "stream": "orders",
+                        "records": [
+                            {
+                                "shard_id": "shardId-000000000000",
+                                "sequence_number": EXAMPLE_SEQUENCE,
+                                "sub_sequence_number": 0,
+                            }
+                        ],
+                    },
+                },
+                "legacy": {
+                    "summary": "Original shape: sequence numbers, stream and shard in the query",
+                    "value": [EXAMPLE_SEQUENCE],
+                },
+            },
+        }
+    },
+}
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": Problem, "description": "The server has an API key and the request's X-Api-Key is not it."},
+    413: {"model": Problem, "description": "More records than the server's limit (default 10,000): send batches."},
+    422: {"model": Problem, "description": "A record or parameter is invalid; the message names its index."},
+    503: {"model": Problem, "description": "The ledger (memcached) is unreachable: retry after `Retry-After`."},
+}
+
+
+@router.post(
+    "/reconcile",
+    response_model=ReconcileResponse,
+    summary="Which of these records were not processed?",
+    description="Looks every record up in the ledger and answers the ones with no entry (`unprocessed`) and the ones "
+    "processed more than once (`duplicates`), with what the ledger can vouch for (`ledger`).",
+    openapi_extra={"requestBody": _REQUEST_BODY},
+    responses=_ERRORS,
+    dependencies=[Depends(check_api_key)],
+)
+async def post_reconcile(
+    request: Request,
+    settings: SettingsDep,
+    ledger: LedgerDep,
+    stream: Annotated[str | None, Query(description="With an array body: the stream.", examples=["orders"])] = None,
+    shard_id: Annotated[
+        str | None, Query(description="With an array body: the shard.", examples=["shardId-000000000000"])
+    ] = None,
+) -> JSONResponse:
+    raw = await request.body()
+    try:
+        document = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestProblem(422, "invalid_json", f"the body is not JSON: {exc}") from None
+    records = parse_request(document, stream, shard_id, settings.max_records_per_request)
+    entries, health = await run_in_threadpool(_look_up, ledger, records)
+    return JSONResponse(reconcile(records, entries, health))
+
+
+def _look_up(ledger: Ledger, records: list[Any]) -> tuple[Any, Any]:
+    return ledger.lookup(records), ledger.health()
+
+
+@router.get("/healthz", summary="Alive", description="The process answers; says nothing of the ledger.")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    summary="Ready: the ledger is reachable",
+    description="200 when every memcached node answers, else 503 with the state of each node.",
+    responses={503: {"description": "A memcached node does not answer."}},
+)
+async def readyz(ledger: LedgerDep) -> JSONResponse:
+    health = await run_in_threadpool(ledger.health)
+    body = {
+        "ready": health.healthy,
+        "nodes": [{"server": n.server, "reachable": n.reachable, "evictions": n.evictions} for n in health.nodes],
+    }
+    return JSONResponse(body, status_code=200 if health.healthy else 503)

@@ -1,0 +1,132 @@
+"""The processed event: "these records of one shard were processed". Pure: building, sizing, parsing.
+
+Schema ``streamwreck.processed.v1`` (JSON)::
+
+    {"schema": "streamwreck.processed.v1", "event_id": "4f1c...", "stream": "orders",
+     "shard_id": "shardId-000000000001", "worker_id": "host:1234", "processed_at": "2026-11-27T16:00:00.123Z",
+     "records": [["49590338271490256608559692538361571095921575989136588898", 0], ...]}
+
+``records`` holds ``[sequence number, sub-sequence number]`` pairs: compact, so that one SNS request carries
+thousands of records. ``event_id`` is unique per event; a redelivered event carries the same id and counts once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from services.core.errors import RejectedInputError
+from services.core.records import RecordId, SequenceNumber, ShardId, StreamName, SubSequenceNumber
+
+SCHEMA = "streamwreck.processed.v1"
+# SNS: a PublishBatch request carries at most 10 messages and 256 KiB in all (messages and attributes).
+MAX_BATCH_ENTRIES = 10
+MAX_BATCH_BYTES = 256 * 1024 - 4 * 1024  # leave room for attributes and the entry ids
+MAX_EVENT_BYTES = MAX_BATCH_BYTES // MAX_BATCH_ENTRIES  # ten full events fit one request
+
+Pair = tuple[str, int]
+
+
+class ProcessedEvent(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    schema_: Literal["streamwreck.processed.v1"] = Field(alias="schema")
+    event_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    stream: StreamName
+    shard_id: ShardId
+    worker_id: Annotated[str, Field(max_length=256)] = ""
+    processed_at: datetime
+    records: Annotated[list[tuple[SequenceNumber, SubSequenceNumber]], Field(min_length=1)]
+
+    def record_ids(self) -> list[RecordId]:
+        return [RecordId(self.stream, self.shard_id, seq, sub) for seq, sub in self.records]
+
+    def to_json(self) -> str:
+        return encode(self.event_id, self.stream, self.shard_id, self.worker_id, self.processed_at, self.records)
+
+
+def _timestamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
+
+
+def encode(
+    event_id: str, stream: str, shard_id: str, worker_id: str, processed_at: datetime, records: Sequence[Pair]
+) -> str:
+    head = json.dumps(
+        {
+            "schema": SCHEMA,
+            "event_id": event_id,
+            "stream": stream,
+            "shard_id": shard_id,
+            "worker_id": worker_id,
+            "processed_at": _timestamp(processed_at),
+        },
+        separators=(",", ":"),
+    )
+    body = ",".join(f'["{seq}",{sub}]' for seq, sub in records)
+    return f'{head[:-1]},"records":[{body}]}}'
+
+
+def chunk_events(
+    stream: str,
+    shard_id: str,
+    records: Iterable[Pair],
+    worker_id: str,
+    processed_at: datetime | None = None,
+    max_bytes: int = MAX_EVENT_BYTES,
+) -> Iterator[str]:
+    """Encode ``records`` of one shard as as few events as fit ``max_bytes`` each (UTF-8 bytes)."""
+    at = processed_at or datetime.now(UTC)
+    overhead = len(encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, []).encode())
+    batch: list[Pair] = []
+    size = overhead
+    for seq, sub in records:
+        cost = len(seq) + len(str(sub)) + 6  # ["seq",sub] and a comma
+        if batch and size + cost > max_bytes:
+            yield encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, batch)
+            batch, size = [], overhead
+        if overhead + cost > max_bytes:
+            raise ValueError(f"max_bytes {max_bytes} cannot hold even one record")
+        batch.append((seq, sub))
+        size += cost
+    if batch:
+        yield encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, batch)
+
+
+def batch_requests(
+    messages: Iterable[str], max_entries: int = MAX_BATCH_ENTRIES, max_bytes: int = MAX_BATCH_BYTES
+) -> Iterator[list[str]]:
+    """Group messages into PublishBatch requests: at most ``max_entries`` and ``max_bytes`` in all."""
+    batch: list[str] = []
+    size = 0
+    for message in messages:
+        length = len(message.encode())
+        if batch and (len(batch) == max_entries or size + length > max_bytes):
+            yield batch
+            batch, size = [], 0
+        batch.append(message)
+        size += length
+    if batch:
+        yield batch
+
+
+def parse_body(body: str) -> ProcessedEvent:
+    """An SQS message body: the raw event, or SNS's JSON envelope around it. RejectedInputError if neither."""
+    try:
+        document: Any = json.loads(body)
+        if isinstance(document, dict) and document.get("Type") == "Notification" and "Message" in document:
+            document = json.loads(document["Message"])
+        return ProcessedEvent.model_validate(document)
+    except json.JSONDecodeError as exc:
+        raise RejectedInputError(f"not JSON: {exc}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "body"
+        raise RejectedInputError(f"not a {SCHEMA} event: {where}: {first['msg']}") from None
+    except TypeError as exc:
+        raise RejectedInputError(f"not a {SCHEMA} event: {exc}") from None

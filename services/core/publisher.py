@@ -1,0 +1,126 @@
+"""Publishes processed events to SNS in as few requests as possible.
+
+Any Python consumer can report what it processed::
+
+    import boto3
+    from services.core.publisher import EventPublisher
+
+    publisher = EventPublisher(boto3.client("sns"), topic_arn)
+    publisher.publish("orders", shard_id, [(record.sequence_number, record.sub_sequence_number), ...])
+
+Failures are retried with backoff; what still fails raises PublishError, and nothing after it should be
+acknowledged (checkpointed) by the caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.core.errors import PublishError, RejectedInputError
+from services.core.events import Pair, batch_requests, chunk_events
+
+logger = logging.getLogger(__name__)
+
+# Errors of SNS that no retry will cure.
+_PERMANENT = {
+    "InvalidParameter",
+    "InvalidParameterValue",
+    "NotFound",
+    "AuthorizationError",
+    "ValidationError",
+    "BatchRequestTooLong",
+    "EmptyBatchRequest",
+    "TooManyEntriesInBatchRequest",
+    "BatchEntryIdsNotDistinct",
+}
+
+
+@dataclass
+class PublishReport:
+    events: int = 0
+    requests: int = 0
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class EventPublisher:
+    def __init__(
+        self,
+        sns: Any,
+        topic_arn: str,
+        worker_id: str | None = None,
+        *,
+        attempts: int = 6,
+        base_delay: float = 0.2,
+        max_delay: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._sns = sns
+        self._topic_arn = topic_arn
+        self.worker_id = worker_id or default_worker_id()
+        self._attempts = attempts
+        self._base_delay = base_delay
+        self._max_delay = max_delay
+        self._sleep = sleep
+        self.totals = PublishReport()
+
+    def publish(self, stream: str, shard_id: str, records: Iterable[Pair]) -> PublishReport:
+        """Publish that ``records`` (sequence, sub-sequence pairs) of one shard were processed."""
+        report = PublishReport()
+        for batch in batch_requests(chunk_events(stream, shard_id, records, self.worker_id)):
+            report.requests += self._send(batch)
+            report.events += len(batch)
+        self.totals.events += report.events
+        self.totals.requests += report.requests
+        if report.events:
+            logger.info(
+                "events_published",
+                extra={"stream": stream, "shard_id": shard_id, "events": report.events, "requests": report.requests},
+            )
+        return report
+
+    def _send(self, messages: list[str]) -> int:
+        """Send one batch until every entry is accepted; the number of requests it took."""
+        pending = {str(i): message for i, message in enumerate(messages)}
+        requests = 0
+        for attempt in range(self._attempts):
+            if attempt:
+                delay = min(self._max_delay, self._base_delay * 2 ** (attempt - 1))
+                self._sleep(delay * (0.5 + random.random() / 2))
+            requests += 1
+            try:
+                response = self._sns.publish_batch(
+                    TopicArn=self._topic_arn,
+                    PublishBatchRequestEntries=[{"Id": key, "Message": msg} for key, msg in pending.items()],
+                )
+            except ClientError as exc:
+                code = exc.response.get("Error", {}).get("Code", "")
+                if code in _PERMANENT:
+                    raise RejectedInputError(f"SNS refused the events: {code}: {exc}") from exc
+                logger.warning("publish_retry", extra={"attempt": attempt + 1, "error": code or str(exc)})
+                last: Exception = exc
+                continue
+            except BotoCoreError as exc:
+                logger.warning("publish_retry", extra={"attempt": attempt + 1, "error": str(exc)})
+                last = exc
+                continue
+            for ok in response.get("Successful", []):
+                pending.pop(ok["Id"], None)
+            for failed in response.get("Failed", []):
+                if failed.get("SenderFault"):
+                    raise RejectedInputError(f"SNS refused an event: {failed.get('Code')}: {failed.get('Message')}")
+            if not pending:
+                return requests
+            last = PublishError(f"{len(pending)} entries failed: {response.get('Failed')}")
+        raise PublishError(f"publishing to {self._topic_arn} failed after {self._attempts} attempts: {last}") from last

@@ -1,0 +1,100 @@
+"""Record identity and the ledger key: pure, no I/O.
+
+A Kinesis sequence number is unique only within its shard, and one KPL-aggregated record carries many user records
+under the same sequence number. A record is therefore identified by (stream, shard id, sequence number,
+sub-sequence number); the sub-sequence number is 0 for a record that was not aggregated.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from typing import Annotated, NamedTuple
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+# As the Kinesis API reference defines them.
+SEQUENCE_PATTERN = r"0|[1-9][0-9]{0,128}"
+NAME_PATTERN = r"[a-zA-Z0-9_.\-]{1,128}"
+MAX_SUB_SEQUENCE = 2**63 - 1
+
+_SEQUENCE_RE = re.compile(SEQUENCE_PATTERN)
+_NAME_RE = re.compile(NAME_PATTERN)
+
+KEY_PREFIX = "w1"
+KEY_DIGEST_BYTES = 12
+KEY_LENGTH = len(KEY_PREFIX) + 16  # 12 bytes are 16 base64 characters
+
+
+class RecordId(NamedTuple):
+    """One user record of one stream; hashable, cheap, ordered within a shard by (sequence, sub-sequence)."""
+
+    stream: str
+    shard_id: str
+    sequence_number: str
+    sub_sequence_number: int = 0
+
+    def sort_key(self) -> tuple[str, str, int, str, int]:
+        return (self.stream, self.shard_id, len(self.sequence_number), self.sequence_number, self.sub_sequence_number)
+
+
+def validate_sequence_number(value: str) -> str:
+    if not _SEQUENCE_RE.fullmatch(value):
+        raise ValueError("must be 0 or a decimal number of up to 129 digits without leading zeros")
+    return value
+
+
+def validate_name(value: str) -> str:
+    if not _NAME_RE.fullmatch(value):
+        raise ValueError("must be 1 to 128 characters of a-z, A-Z, 0-9, '_', '.' or '-'")
+    return value
+
+
+SequenceNumber = Annotated[
+    str,
+    AfterValidator(validate_sequence_number),
+    Field(
+        description="Kinesis sequence number: decimal digits, unique within its shard.",
+        examples=["49590338271490256608559692538361571095921575989136588898"],
+    ),
+]
+StreamName = Annotated[
+    str, AfterValidator(validate_name), Field(description="Kinesis stream name.", examples=["orders"])
+]
+ShardId = Annotated[
+    str, AfterValidator(validate_name), Field(description="Shard id.", examples=["shardId-000000000000"])
+]
+SubSequenceNumber = Annotated[
+    int,
+    Field(
+        ge=0,
+        le=MAX_SUB_SEQUENCE,
+        description="Position of the user record inside a KPL-aggregated record; 0 when the record was not aggregated.",
+        examples=[0],
+    ),
+]
+
+
+class RecordRef(BaseModel):
+    """A record of a known stream, as the API and the events carry it."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    shard_id: ShardId
+    sequence_number: SequenceNumber
+    sub_sequence_number: SubSequenceNumber = 0
+
+
+def ledger_key(record: RecordId) -> str:
+    """The memcached key of a record's ledger entry: ``w1`` + 16 characters of base64url.
+
+    Stable across versions (a change would need a new prefix): the BLAKE2b-96 digest of the UTF-8 bytes of
+    ``stream \\n shard_id \\n sequence_number \\n sub_sequence_number`` (decimal), base64url without padding.
+    Newlines cannot occur in any valid field, so distinct identities have distinct inputs. The key is 18 bytes of
+    [A-Za-z0-9_-] whatever the input (memcached allows 250 bytes without whitespace or control characters), and
+    96 bits keep the chance of any collision below 1e-10 even for a billion live entries.
+    """
+    canonical = f"{record.stream}\n{record.shard_id}\n{record.sequence_number}\n{record.sub_sequence_number}"
+    digest = hashlib.blake2b(canonical.encode(), digest_size=KEY_DIGEST_BYTES).digest()
+    return KEY_PREFIX + base64.urlsafe_b64encode(digest).decode("ascii")

@@ -1,0 +1,166 @@
+"""The recorder: SQS (subscribed to the processed-events topic) → ledger entries in memcached.
+
+A message is deleted only after all of its entries are stored. A malformed message is logged and left alone: the
+queue's redrive policy moves it to the dead-letter queue after a few receives. While memcached is down the recorder
+keeps the messages in hand (extending their visibility, so that an outage does not use up their receive count and
+dead-letter good events), receives nothing new, backs off, and carries on when memcached is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from services.core.errors import LedgerUnavailableError, RejectedInputError
+from services.core.events import ProcessedEvent, parse_body
+from services.core.ledger import Ledger
+from services.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+MAX_BACKOFF_SECONDS = 30.0
+
+
+@dataclass
+class BatchReport:
+    received: int = 0
+    deleted: int = 0
+    rejected: int = 0
+    records: int = 0
+
+
+class Recorder:
+    def __init__(
+        self,
+        sqs: Any,
+        queue_url: str,
+        ledger: Ledger,
+        *,
+        wait_seconds: int = 20,
+        visibility_timeout: int = 60,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+        self._ledger = ledger
+        self._wait = wait_seconds
+        self._visibility = visibility_timeout
+        self.stop = stop or threading.Event()
+        self._sleep = sleep or (lambda seconds: self.stop.wait(seconds))
+
+    def run(self) -> None:
+        logger.info("recorder_started", extra={"queue_url": self._queue_url})
+        backoff = 1.0
+        while not self.stop.is_set():
+            try:
+                self.poll_once()
+                backoff = 1.0
+            except (ClientError, BotoCoreError) as exc:
+                logger.warning("sqs_unavailable", extra={"error": str(exc), "retry_in": backoff})
+                self._sleep(backoff)
+                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+        logger.info("recorder_stopped")
+
+    def poll_once(self) -> BatchReport:
+        """Receive up to 10 messages, store their entries, delete the stored ones."""
+        response = self._sqs.receive_message(
+            QueueUrl=self._queue_url,
+            MaxNumberOfMessages=10,
+            WaitTimeSeconds=self._wait,
+            VisibilityTimeout=self._visibility,
+        )
+        messages = response.get("Messages", [])
+        report = BatchReport(received=len(messages))
+        stored = []
+        for message in messages:
+            try:
+                event = parse_body(message["Body"])
+            except RejectedInputError as exc:
+                report.rejected += 1
+                logger.error("message_rejected", extra={"message_id": message["MessageId"], "reason": str(exc)})
+                continue
+            if not self._store(event, message):
+                break  # stopping during a ledger outage: the rest goes back to the queue untouched
+            report.records += len(event.records)
+            stored.append(message)
+        report.deleted = self._delete(stored)
+        if messages:
+            logger.info("batch_recorded", extra=report.__dict__)
+        return report
+
+    def _store(self, event: ProcessedEvent, message: dict[str, Any]) -> bool:
+        """Record one event, waiting out a ledger outage with the message kept invisible; False if told to stop."""
+        backoff = 0.5
+        while True:
+            try:
+                outcome = self._ledger.record(event.record_ids(), event.event_id, int(event.processed_at.timestamp()))
+                if outcome.duplicate or outcome.redelivered:
+                    logger.info("event_recorded_again", extra={"event_id": event.event_id, **outcome.__dict__})
+                return True
+            except LedgerUnavailableError as exc:
+                logger.warning("ledger_unavailable", extra={"error": str(exc), "retry_in": backoff})
+            if self.stop.is_set():
+                return False
+            self._keep_invisible(message, backoff)
+            self._sleep(backoff)
+            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+
+    def _keep_invisible(self, message: dict[str, Any], seconds: float) -> None:
+        try:
+            self._sqs.change_message_visibility(
+                QueueUrl=self._queue_url,
+                ReceiptHandle=message["ReceiptHandle"],
+                VisibilityTimeout=max(self._visibility, int(seconds) + 30),
+            )
+        except (ClientError, BotoCoreError) as exc:
+            logger.warning("visibility_not_extended", extra={"message_id": message["MessageId"], "error": str(exc)})
+
+    def _delete(self, messages: list[dict[str, Any]]) -> int:
+        if not messages:
+            return 0
+        response = self._sqs.delete_message_batch(
+            QueueUrl=self._queue_url,
+            Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)],
+        )
+        for failed in response.get("Failed", []):
+            # Stored already: a redelivery will count as a replay, not as a second processing.
+            logger.warning("delete_failed", extra={"entry": failed})
+        return len(response.get("Successful", []))
+
+
+def serve(settings: Settings) -> int:
+    """``streamwreck recorder``: run until SIGTERM/SIGINT, finishing the batch in hand; exit 0."""
+    import signal
+
+    import boto3
+
+    from services.core.ledger import MemcachedLedger
+
+    settings.require("queue_url")
+    assert settings.queue_url is not None
+    ledger = MemcachedLedger.from_settings(settings)
+    recorder = Recorder(
+        boto3.client("sqs", region_name=settings.region),
+        settings.queue_url,
+        ledger,
+        wait_seconds=settings.recorder_wait_seconds,
+        visibility_timeout=settings.recorder_visibility_timeout,
+    )
+
+    def _stop(signum: int, frame: object) -> None:
+        logger.info("recorder_stopping", extra={"signal": signum})
+        recorder.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        recorder.run()
+    finally:
+        ledger.close()
+    return 0
