@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,24 @@ def aws_env(moto_env: dict[str, str], kinesis_local: Service, monkeypatch: pytes
 def unique() -> str:
     """A name no other test uses: resources in the session-wide emulators never collide."""
     return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def api_server(memcached: Service, server_logs: Path) -> Iterator[Service]:
+    """``streamwreck api`` as a real process on a free port, on the session's memcached."""
+    port = processes.free_port()
+    env = {
+        "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
+        "STREAMWRECK_API_PORT": str(port),
+    }
+    service = processes.launch(
+        "api",
+        [str(Path(sys.executable).with_name("streamwreck")), "api"],
+        server_logs,
+        port,
+        lambda: processes.http_ready(f"http://127.0.0.1:{port}/healthz"),
+        env=env,
+        timeout=30,
+    )
+    yield service
+    service.stop()

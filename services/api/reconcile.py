@@ -68,7 +68,7 @@ class ReconcileResponse(BaseModel):
         "ledger evicted or restarted, or the record is older than the ledger's TTL: see `ledger`."
     )
     duplicates: list[DuplicateRecord] = Field(description="Records that more than one processed event named.")
-    ledger: LedgerStatus
+    ledger: LedgerStatus = Field(description="What the ledger can vouch for when it answers `unprocessed`.")
 
 
 class Problem(BaseModel):

@@ -86,14 +86,14 @@ def chunk_events(
     batch: list[Pair] = []
     size = overhead
     for seq, sub in records:
-        cost = len(seq) + len(str(sub)) + 6  # ["seq",sub] and a comma
-        if batch and size + cost > max_bytes:
+        cost = len(seq) + len(str(sub)) + 5  # ["seq",sub]
+        if batch and size + cost + 1 > max_bytes:  # +1: the comma before it
             yield encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, batch)
             batch, size = [], overhead
         if overhead + cost > max_bytes:
             raise ValueError(f"max_bytes {max_bytes} cannot hold even one record")
+        size += cost + (1 if batch else 0)
         batch.append((seq, sub))
-        size += cost
     if batch:
         yield encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, batch)
 

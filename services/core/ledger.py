@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 TAGS_KEPT = 4
 TAG_LENGTH = 6
 _CAS_ATTEMPTS = 16
+# memcached starts its clock 2 s before it really starts, so `uptime` is 2 s ahead; without this the start would read
+# 2 s early, and a record written in those 2 s would be judged by a ledger that had not yet forgotten it.
+_UPTIME_SKEW = 2
 
 
 @dataclass(frozen=True)
@@ -237,7 +240,7 @@ class MemcachedLedger:
                     server=node,
                     reachable=True,
                     evictions=int(stats.get(b"evictions", 0)),
-                    started_at=datetime.fromtimestamp(int(stats[b"time"]) - int(stats[b"uptime"]), UTC),
+                    started_at=datetime.fromtimestamp(int(stats[b"time"]) - int(stats[b"uptime"]) + _UPTIME_SKEW, UTC),
                     curr_items=int(stats.get(b"curr_items", 0)),
                     bytes=int(stats.get(b"bytes", 0)),
                 )

@@ -1,0 +1,116 @@
+"""One contract, every ledger: the in-memory one and memcached (real server) behave the same."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from services.core.ledger import InMemoryLedger, Ledger, MemcachedLedger
+from services.core.records import RecordId
+from services.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, load_settings
+from services.local import processes
+from services.local.processes import Service
+
+
+def _memcached_ledger(*services: Service, ttl: int = 3600) -> MemcachedLedger:
+    servers = ",".join(f"127.0.0.1:{s.port}" for s in services)
+    return MemcachedLedger.from_settings(load_settings(memcached_servers=servers, ledger_ttl_seconds=ttl))
+
+
+@pytest.fixture(params=["memory", "memcached"])
+def ledger(request: pytest.FixtureRequest) -> Iterator[Ledger]:
+    if request.param == "memory":
+        yield InMemoryLedger(ttl_seconds=3600)
+        return
+    ledger = _memcached_ledger(request.getfixturevalue("memcached"))
+    yield ledger
+    ledger.close()
+
+
+def _ids(stream: str, n: int, shard: str = "shardId-000000000000", sub: int = 0) -> list[RecordId]:
+    return [RecordId(stream, shard, str(10**55 + i), sub) for i in range(n)]
+
+
+def test_recorded_records_are_found_and_others_are_not(ledger: Ledger, unique: str) -> None:
+    ids = _ids(unique, 50)
+    outcome = ledger.record(ids[:30], "event-1", 1_800_000_000)
+    assert (outcome.new, outcome.duplicate, outcome.redelivered) == (30, 0, 0)
+    found = ledger.lookup(ids)
+    assert set(found) == set(ids[:30])
+    assert all(entry.count == 1 and entry.first_processed_at == 1_800_000_000 for entry in found.values())
+
+
+def test_the_same_event_twice_counts_once(ledger: Ledger, unique: str) -> None:
+    ids = _ids(unique, 10)
+    ledger.record(ids, "event-1", 1_800_000_000)
+    again = ledger.record(ids, "event-1", 1_800_000_000)
+    assert (again.new, again.duplicate, again.redelivered) == (0, 0, 10)
+    assert {entry.count for entry in ledger.lookup(ids).values()} == {1}
+
+
+def test_a_new_event_for_the_same_records_is_a_duplicate(ledger: Ledger, unique: str) -> None:
+    ids = _ids(unique, 10)
+    ledger.record(ids, "event-1", 1_800_000_000)
+    second = ledger.record(ids[:4], "event-2", 1_800_000_500)
+    assert (second.new, second.duplicate) == (0, 4)
+    ledger.record(ids[:4], "event-1", 1_800_000_000)  # an old event redelivered after a newer one
+    ledger.record(ids[:1], "event-3", 1_800_000_900)
+    counts = {record: entry.count for record, entry in ledger.lookup(ids).items()}
+    assert [counts[record] for record in ids[:5]] == [3, 2, 2, 2, 1]
+    assert ledger.lookup(ids[:1])[ids[0]].first_processed_at == 1_800_000_000
+
+
+def test_identity_includes_shard_and_sub_sequence(ledger: Ledger, unique: str) -> None:
+    ledger.record([RecordId(unique, "shardId-000000000000", "7", 0)], "e", 1_800_000_000)
+    probes = [
+        RecordId(unique, "shardId-000000000000", "7", 0),
+        RecordId(unique, "shardId-000000000001", "7", 0),
+        RecordId(unique, "shardId-000000000000", "7", 1),
+        RecordId(unique + "x", "shardId-000000000000", "7", 0),
+    ]
+    assert list(ledger.lookup(probes)) == probes[:1]
+
+
+def test_health_reports_ttl_and_start(ledger: Ledger) -> None:
+    health = ledger.health()
+    assert health.healthy
+    assert health.ttl_seconds == 3600
+    assert health.started_at is not None
+    assert health.started_at.timestamp() <= time.time() + 1
+    assert health.evictions == 0
+
+
+@pytest.mark.integration
+def test_ttl_beyond_thirty_days_keeps_entries(memcached: Service, unique: str) -> None:
+    # As a relative expiry, 40 days would be read by memcached as a Unix time in 1970: expired at once.
+    ledger = _memcached_ledger(memcached, ttl=MEMCACHED_RELATIVE_EXPIRY_LIMIT + 10 * 24 * 3600)
+    ids = _ids(unique, 3)
+    ledger.record(ids, "e", int(time.time()))
+    assert set(ledger.lookup(ids)) == set(ids)
+    ledger.close()
+
+
+@pytest.mark.integration
+def test_several_nodes_share_the_keys_and_a_dead_node_is_an_error(tmp_path: Path, unique: str) -> None:
+    from services.core.errors import LedgerUnavailableError
+
+    nodes = [processes.start_memcached(tmp_path / str(i)) for i in range(2)]
+    try:
+        ledger = _memcached_ledger(*nodes)
+        ids = _ids(unique, 400)
+        ledger.record(ids, "e", 1_800_000_000)
+        assert set(ledger.lookup(ids)) == set(ids)
+        items = [node.curr_items for node in ledger.health().nodes]
+        assert sum(items) == 400 and min(items) > 100  # spread over both
+        nodes[1].stop()
+        health = ledger.health()
+        assert not health.healthy and [n.reachable for n in health.nodes] == [True, False]
+        with pytest.raises(LedgerUnavailableError, match=f"127.0.0.1:{nodes[1].port}"):
+            ledger.lookup(ids)
+        ledger.close()
+    finally:
+        for node in nodes:
+            node.stop()

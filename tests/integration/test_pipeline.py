@@ -1,0 +1,218 @@
+"""Processed events published to SNS reach the recorder through an SQS subscription (moto server), land in a real
+memcached, and the API then answers exactly which records are unprocessed. Also: a poison message, and memcached
+stopping mid-run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from services.api.app import create_app
+from services.core.ledger import MemcachedLedger
+from services.core.publisher import EventPublisher
+from services.core.settings import load_settings
+from services.local import processes
+from services.local.processes import Service
+from services.recorder.worker import Recorder
+
+SHARDS = ["shardId-000000000000", "shardId-000000000001"]
+STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
+
+
+@dataclass
+class Messaging:
+    sns: Any
+    sqs: Any
+    topic_arn: str
+    queue_url: str
+    dlq_url: str
+
+
+@pytest.fixture
+def messaging(moto_env: dict[str, str], unique: str) -> Messaging:
+    sns, sqs = boto3.client("sns"), boto3.client("sqs")
+    topic_arn = sns.create_topic(Name=unique)["TopicArn"]
+    dlq_url = sqs.create_queue(QueueName=f"{unique}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    queue_url = sqs.create_queue(
+        QueueName=unique,
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
+    )["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)  # SNS envelope bodies
+    return Messaging(sns, sqs, topic_arn, queue_url, dlq_url)
+
+
+def _ledger(memcached: Service) -> MemcachedLedger:
+    return MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+
+
+def _drain(recorder: Recorder, until: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, "the recorder did not catch up in time"
+        recorder.poll_once()
+
+
+def _visible(sqs: Any, queue_url: str) -> int:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+def _sequences(n: int, shard: int) -> list[str]:
+    return [str(49_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000_000 * (shard + 1) + i) for i in range(n)]
+
+
+@pytest.fixture
+def api(memcached: Service) -> Iterator[TestClient]:
+    ledger = _ledger(memcached)
+    with TestClient(create_app(load_settings(), ledger)) as client:
+        yield client
+    ledger.close()
+
+
+def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
+    messaging: Messaging, memcached: Service, api: TestClient, unique: str
+) -> None:
+    publisher = EventPublisher(messaging.sns, messaging.topic_arn, "worker-1")
+    written = {shard: _sequences(1200, i) for i, shard in enumerate(SHARDS)}
+    skipped = {(shard, seq) for shard in SHARDS for seq in written[shard][::7]}
+    for shard in SHARDS:
+        processed = [(seq, 0) for seq in written[shard] if (shard, seq) not in skipped]
+        report = publisher.publish(unique, shard, processed)
+        assert report.requests == 1  # ~1,000 records of 56 digits: one PublishBatch request
+    # one record processed twice, by two workers
+    again = [(written[SHARDS[0]][1], 0)]
+    EventPublisher(messaging.sns, messaging.topic_arn, "worker-2").publish(unique, SHARDS[0], again)
+
+    ledger = _ledger(memcached)
+    recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1)
+    _drain(recorder, lambda: _visible(messaging.sqs, messaging.queue_url) == 0)
+
+    records = [{"shard_id": shard, "sequence_number": seq} for shard in SHARDS for seq in written[shard]]
+    answer = api.post("/reconcile", json={"stream": unique, "records": records}).json()
+    assert answer["checked"] == 2400
+    assert {(r["shard_id"], r["sequence_number"]) for r in answer["unprocessed"]} == skipped
+    assert answer["duplicates"] == [
+        {"shard_id": SHARDS[0], "sequence_number": written[SHARDS[0]][1], "sub_sequence_number": 0, "count": 2}
+    ]
+    assert answer["ledger"]["healthy"] is True
+    ledger.close()
+
+
+def test_a_poison_message_is_left_for_the_dead_letter_queue(
+    messaging: Messaging, memcached: Service, api: TestClient, unique: str
+) -> None:
+    messaging.sqs.send_message(QueueUrl=messaging.queue_url, MessageBody="{not an event")
+    EventPublisher(messaging.sns, messaging.topic_arn).publish(unique, SHARDS[0], [("5", 0)])
+    ledger = _ledger(memcached)
+    recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=0)
+    reports = [recorder.poll_once() for _ in range(4)]
+    assert sum(r.rejected for r in reports) >= 2 and sum(r.deleted for r in reports) == 1
+    # after maxReceiveCount (2) receives, SQS moved the poison message to the dead-letter queue
+    dead = messaging.sqs.receive_message(QueueUrl=messaging.dlq_url, WaitTimeSeconds=1)["Messages"]
+    assert [m["Body"] for m in dead] == ["{not an event"]
+    answer = api.post("/reconcile", json={"stream": unique, "records": [{"shard_id": SHARDS[0],
+                                                                         "sequence_number": "5"}]}).json()
+    assert answer["unprocessed"] == []
+    ledger.close()
+
+
+def test_memcached_down_holds_the_messages_and_catches_up(
+    messaging: Messaging, tmp_path: Path, unique: str
+) -> None:
+    node = processes.start_memcached(tmp_path)
+    port = node.port
+    settings = load_settings(memcached_servers=f"127.0.0.1:{port}", memcached_timeout_seconds=0.5)
+    ledger = MemcachedLedger.from_settings(settings)
+    api_port = processes.free_port()
+    api = processes.launch(
+        "api",
+        [STREAMWRECK, "api"],
+        tmp_path,
+        api_port,
+        lambda: processes.http_ready(f"http://127.0.0.1:{api_port}/healthz"),
+        env={"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{port}", "STREAMWRECK_API_PORT": str(api_port),
+             "STREAMWRECK_MEMCACHED_TIMEOUT_SECONDS": "0.5"},
+    )
+    recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=5)
+    worker = threading.Thread(target=recorder.run, daemon=True)
+    try:
+        publisher = EventPublisher(messaging.sns, messaging.topic_arn)
+        publisher.publish(unique, SHARDS[0], [("1", 0), ("2", 0)])
+        worker.start()
+        body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": s} for s in "123"]}
+        _wait(lambda: len(httpx.post(f"{api.url}/reconcile", json=body).json()["unprocessed"]) == 1)
+
+        node.stop()
+        publisher.publish(unique, SHARDS[0], [("3", 0)])
+        down = httpx.post(f"{api.url}/reconcile", json=body)
+        assert down.status_code == 503 and down.headers["retry-after"] == "5"
+        assert httpx.get(f"{api.url}/readyz").status_code == 503
+        time.sleep(3)  # the recorder keeps trying while memcached is away
+        assert worker.is_alive()
+        assert _visible(messaging.sqs, messaging.queue_url) == 1  # held, not deleted, not dead-lettered
+
+        restarted = int(time.time())
+        node = processes.start_memcached(tmp_path, port=port)  # back, empty
+        _wait(lambda: _visible(messaging.sqs, messaging.queue_url) == 0, timeout=60)
+        answer = httpx.post(f"{api.url}/reconcile", json=body).json()
+        # "3" was recorded after the restart; "1" and "2" went with the old process - the ledger says it restarted
+        assert [r["sequence_number"] for r in answer["unprocessed"]] == ["1", "2"]
+        started = datetime.fromisoformat(answer["ledger"]["started_at"]).timestamp()
+        assert restarted - 1 <= started <= time.time() + 1
+        dead = messaging.sqs.receive_message(QueueUrl=messaging.dlq_url, WaitTimeSeconds=0).get("Messages", [])
+        assert dead == []
+    finally:
+        recorder.stop.set()
+        worker.join(timeout=10)
+        api.stop()
+        node.stop()
+        ledger.close()
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_recorder_process_exits_0_on_sigterm_after_its_batch(
+    messaging: Messaging, memcached: Service, moto_env: dict[str, str], api: TestClient, unique: str
+) -> None:
+    env = {
+        **moto_env,
+        "STREAMWRECK_QUEUE_URL": messaging.queue_url,
+        "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
+        "STREAMWRECK_RECORDER_WAIT_SECONDS": "1",
+    }
+    process = subprocess.Popen([STREAMWRECK, "recorder"], env={**processes.os.environ, **env}, stderr=subprocess.PIPE)
+    try:
+        EventPublisher(messaging.sns, messaging.topic_arn).publish(unique, SHARDS[0], [("11", 0)])
+        body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": "11"}]}
+        _wait(lambda: api.post("/reconcile", json=body).json()["unprocessed"] == [])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        process.kill()
+        _, stderr = process.communicate()
+    events = [json.loads(line)["event"] for line in stderr.decode().splitlines()]
+    assert events[0] == "recorder_started" and events[-1] == "recorder_stopped"
+    assert "batch_recorded" in events
