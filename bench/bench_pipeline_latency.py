@@ -1,0 +1,128 @@
+"""Latency from a record written to Kinesis to its entry in the ledger, on the embedded local stack.
+
+    .venv/bin/python bench/bench_pipeline_latency.py                    # starts its own stack (2 shards), stops it
+    .venv/bin/python bench/bench_pipeline_latency.py --dir .streamwreck  # on a stack that is up already
+
+A writer puts single records at a steady rate (PutRecord; "written" is when the put returned); a poller asks the
+reconcile API every --poll seconds which of the written records are still missing, and a record's latency is the
+time until the first answer that had it. The path measured: kinesis-local -> KCL daemon polling GetRecords ->
+processor -> SNS (moto) -> SQS (moto) -> recorder long poll -> memcached -> API. Records the demo rule skips are
+not written to the ledger and not counted. The figure is dominated by the KCL's polling interval and the emulators,
+not by streamwreck's code: the baseline printed beside it is PutRecord's own latency on the same emulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from services.core.records import RecordId
+from services.local import progress, stack
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def measure(state: stack.StackState, records: int, rate: float, poll: float, warmup: int) -> dict[str, object]:
+    kinesis, *_ = stack.clients(state)
+    probe = progress.LedgerProbe(state.api_url)
+    written: dict[RecordId, float] = {}
+    put_seconds: list[float] = []
+    lock = threading.Lock()
+    done_writing = threading.Event()
+
+    def write() -> None:
+        start = time.monotonic()
+        for i in range(warmup + records):
+            due = start + i / rate
+            time.sleep(max(0.0, due - time.monotonic()))
+            before = time.monotonic()
+            answer = kinesis.put_record(StreamName=state.stream, Data=f"bench {i}".encode(), PartitionKey=f"k{i}")
+            after = time.monotonic()
+            put_seconds.append(after - before)
+            if i < warmup or progress.skipped_by_demo_rule(answer["SequenceNumber"], state.skip_every):
+                continue
+            with lock:
+                written[RecordId(state.stream, answer["ShardId"], answer["SequenceNumber"], 0)] = after
+        done_writing.set()
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    latencies: dict[RecordId, float] = {}
+    deadline = time.monotonic() + (warmup + records) / rate + 120
+    try:
+        while time.monotonic() < deadline:
+            with lock:
+                pending = [r for r in written if r not in latencies]
+            if pending:
+                missing = probe.unrecorded(state.stream, pending)
+                now = time.monotonic()
+                for record in pending:
+                    if record not in missing:
+                        latencies[record] = now - written[record]
+            elif done_writing.is_set():
+                break
+            time.sleep(poll)
+    finally:
+        probe.close()
+    values = list(latencies.values())
+    if not values:
+        raise SystemExit("no record reached the ledger within the time limit: see the stack's logs")
+    return {
+        "records": len(written),
+        "reached_ledger": len(values),
+        "rate_per_second": rate,
+        "poll_seconds": poll,
+        "p50_seconds": round(statistics.median(values), 3),
+        "p90_seconds": round(percentile(values, 0.9), 3),
+        "p99_seconds": round(percentile(values, 0.99), 3),
+        "max_seconds": round(max(values), 3),
+        "baseline_put_record_p50_seconds": round(statistics.median(put_seconds), 4),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dir", type=Path, help="use the stack that is up in this folder instead of starting one")
+    parser.add_argument("--records", type=int, default=200, help="records measured (default 200)")
+    parser.add_argument("--rate", type=float, default=20.0, help="records written per second (default 20)")
+    parser.add_argument("--poll", type=float, default=0.02, help="seconds between API polls (default 0.02)")
+    parser.add_argument("--warmup", type=int, default=20, help="records written first and not measured")
+    args = parser.parse_args()
+
+    def say(message: str) -> None:
+        print(f"bench: {message}", file=sys.stderr, flush=True)
+
+    if args.dir:
+        state = stack.status(args.dir)
+        say(f"using the stack in {args.dir}")
+        result = measure(state, args.records, args.rate, args.poll, args.warmup)
+    else:
+        with tempfile.TemporaryDirectory(prefix="streamwreck-bench-") as folder:
+            began = time.monotonic()
+            state = stack.up(stack.Options(dir=Path(folder), stream="bench", shards=2, skip_every=0), say=say)
+            say(f"stack up in {time.monotonic() - began:.0f}s")
+            try:
+                result = measure(state, args.records, args.rate, args.poll, args.warmup)
+            finally:
+                stack.down(Path(folder), say=say)
+    print(
+        f"pipeline latency, record written -> ledger entry: p50 {result['p50_seconds']}s,"
+        f" p90 {result['p90_seconds']}s, p99 {result['p99_seconds']}s, max {result['max_seconds']}s"
+        f" ({result['reached_ledger']}/{result['records']} records at {args.rate:g}/s;"
+        f" PutRecord itself p50 {result['baseline_put_record_p50_seconds']}s)"
+    )
+    print(json.dumps({"benchmark": "pipeline_latency", **result}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The AWS resources of the local stack: the stream, the processed-events topic, the recorder's queue and its
+dead-letter queue, and the subscription between them. The KCL lease table is the daemon's own (it creates it).
+
+The names and policies are pure functions; :func:`create` is a thin layer over boto3 clients passed in, so the same
+code would create them in a real account.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+# The recorder leaves a message it cannot parse in the queue; after this many receives SQS moves it to the DLQ.
+MAX_RECEIVE_COUNT = 5
+STREAM_ACTIVE_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Names:
+    stream: str
+    kcl_application: str
+    topic: str
+    queue: str
+    dead_letter_queue: str
+
+
+def names_for(stream: str) -> Names:
+    return Names(
+        stream=stream,
+        kcl_application=f"{stream}-consumer",
+        topic=f"{stream}-processed",
+        queue=f"{stream}-processed-recorder",
+        dead_letter_queue=f"{stream}-processed-recorder-dlq",
+    )
+
+
+@dataclass(frozen=True)
+class Created:
+    stream_arn: str
+    topic_arn: str
+    queue_url: str
+    queue_arn: str
+    dead_letter_queue_url: str
+    subscription_arn: str
+
+
+def redrive_policy(dead_letter_queue_arn: str, max_receive_count: int = MAX_RECEIVE_COUNT) -> str:
+    return json.dumps({"deadLetterTargetArn": dead_letter_queue_arn, "maxReceiveCount": str(max_receive_count)})
+
+
+def queue_policy(queue_arn: str, topic_arn: str) -> str:
+    """Let the topic (and only it) send to the queue, as a real account needs."""
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [
+                {
+                    "Sid": "processed-events-topic",
+                    "Effect": "Allow",
+                    "Principal": {"Service": "sns.amazonaws.com"},
+                    "Action": "sqs:SendMessage",
+                    "Resource": queue_arn,
+                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
+                }
+            ],
+        }
+    )
+
+
+def create(
+    names: Names, shards: int, kinesis: Any, sns: Any, sqs: Any, timeout: float = STREAM_ACTIVE_TIMEOUT
+) -> Created:
+    """Create every resource (idempotent where the services are) and wait until the stream is ACTIVE."""
+    kinesis.create_stream(StreamName=names.stream, ShardCount=shards)
+    topic_arn: str = sns.create_topic(Name=names.topic)["TopicArn"]
+    dlq_url: str = sqs.create_queue(QueueName=names.dead_letter_queue)["QueueUrl"]
+    dlq_arn = _queue_arn(sqs, dlq_url)
+    queue_url: str = sqs.create_queue(
+        QueueName=names.queue,
+        Attributes={"RedrivePolicy": redrive_policy(dlq_arn), "VisibilityTimeout": "60"},
+    )["QueueUrl"]
+    queue_arn = _queue_arn(sqs, queue_url)
+    sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": queue_policy(queue_arn, topic_arn)})
+    # Raw delivery: the queue gets the event itself, not SNS's JSON envelope (the recorder reads both).
+    subscription_arn: str = sns.subscribe(
+        TopicArn=topic_arn,
+        Protocol="sqs",
+        Endpoint=queue_arn,
+        Attributes={"RawMessageDelivery": "true"},
+        ReturnSubscriptionArn=True,
+    )["SubscriptionArn"]
+    stream_arn = wait_stream_active(kinesis, names.stream, timeout)
+    return Created(
+        stream_arn=stream_arn,
+        topic_arn=topic_arn,
+        queue_url=queue_url,
+        queue_arn=queue_arn,
+        dead_letter_queue_url=dlq_url,
+        subscription_arn=subscription_arn,
+    )
+
+
+def wait_stream_active(kinesis: Any, stream: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
+        if summary["StreamStatus"] == "ACTIVE":
+            arn: str = summary["StreamARN"]
+            return arn
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"stream {stream} is still {summary['StreamStatus']} after {timeout:.0f}s")
+        time.sleep(0.1)
+
+
+def _queue_arn(sqs: Any, queue_url: str) -> str:
+    arn: str = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return arn

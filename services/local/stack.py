@@ -1,0 +1,535 @@
+"""The embedded local stack: emulators, memcached and the three streamwreck services as background processes.
+
+``up`` starts every part on 127.0.0.1 in its own session (so it outlives the command and can be stopped as a
+process group, the KCL daemon's Python children included), writes what it started to ``<dir>/stack.json`` after
+each step, creates the AWS resources and waits until each part answers. ``down`` stops exactly the processes named
+in that file, checking each pid's start time so that a pid reused by another program is never signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shlex
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from services.local import processes, resources
+from services.local.processes import HOST, Service, StartError
+
+STATE_FILE = "stack.json"
+LOG_FOLDER = "logs"
+DEFAULT_DIR = Path(".streamwreck")
+REPO = Path(__file__).resolve().parents[2]
+# Emulators accept any credentials; the stack never uses the caller's own (nor their profile or session token).
+LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "streamwreck-local", "AWS_SECRET_ACCESS_KEY": "streamwreck-local"}
+# Order of start; down stops in reverse (the consumer first, the emulators last).
+PART_ORDER = ("memcached", "moto", "kinesis-local", "recorder", "api", "processor")
+
+Say = Callable[[str], None]
+
+
+class AlreadyUp(StartError):
+    """A stack is already running in this folder."""
+
+
+class NotUp(StartError):
+    """There is no stack in this folder."""
+
+
+@dataclass
+class Options:
+    dir: Path = DEFAULT_DIR
+    stream: str = "demo"
+    shards: int = 4
+    skip_every: int = 5
+    region: str = "us-east-1"
+    kinesis_port: int | None = None
+    moto_port: int | None = None
+    memcached_port: int | None = None
+    api_port: int | None = None
+    consumer_timeout: float = 240.0
+
+
+@dataclass
+class Part:
+    name: str
+    pid: int
+    started: int | None  # start time in clock ticks since boot (/proc): tells our process from a reused pid
+    log: str
+    url: str | None = None
+
+
+@dataclass
+class StackState:
+    dir: str
+    region: str
+    stream: str
+    kcl_application: str
+    shards: int
+    skip_every: int
+    started_at: str
+    aws_endpoint_url: str = ""
+    kinesis_endpoint_url: str = ""
+    api_url: str = ""
+    memcached: str = ""
+    queue_url: str = ""
+    dead_letter_queue_url: str = ""
+    topic_arn: str = ""
+    ready: bool = False
+    parts: list[Part] = field(default_factory=list)
+
+    @property
+    def logs(self) -> Path:
+        return Path(self.dir) / LOG_FOLDER
+
+    def part(self, name: str) -> Part | None:
+        return next((part for part in self.parts if part.name == name), None)
+
+    def aws_environment(self) -> dict[str, str]:
+        """What boto3 (and the AWS SDK for Java) need to reach this stack's emulators."""
+        return {
+            **LOCAL_CREDENTIALS,
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ENDPOINT_URL": self.aws_endpoint_url,
+            "AWS_ENDPOINT_URL_KINESIS": self.kinesis_endpoint_url,
+            "AWS_ENDPOINT_URL_DYNAMODB": self.aws_endpoint_url,
+        }
+
+    def summary(self) -> dict[str, Any]:
+        """The ``status --json`` document."""
+        return {
+            "aws_endpoint_url": self.aws_endpoint_url,
+            "kinesis_endpoint_url": self.kinesis_endpoint_url,
+            "api_url": self.api_url,
+            "stream": self.stream,
+            "kcl_application": self.kcl_application,
+            "memcached": self.memcached,
+            "queue_url": self.queue_url,
+            "dead_letter_queue_url": self.dead_letter_queue_url,
+            "topic_arn": self.topic_arn,
+            "region": self.region,
+            "shards": self.shards,
+            "skip_every": self.skip_every,
+            "logs": str(self.logs),
+            "started_at": self.started_at,
+            "ready": self.ready,
+            "running": all(part_alive(part) for part in self.parts) and bool(self.parts),
+            "parts": {
+                part.name: {"alive": part_alive(part), "pid": part.pid, "url": part.url, "log": part.log}
+                for part in self.parts
+            },
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> StackState:
+        document = json.loads(text)
+        document["parts"] = [Part(**part) for part in document.get("parts", [])]
+        return cls(**document)
+
+
+# --- state file -----------------------------------------------------------------------------------------------
+
+
+def state_path(directory: Path) -> Path:
+    return directory / STATE_FILE
+
+
+def load(directory: Path) -> StackState | None:
+    try:
+        return StackState.from_json(state_path(directory).read_text())
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise StartError(f"{state_path(directory)} is not a stack state file ({exc}); remove it by hand") from None
+
+
+def save(state: StackState) -> None:
+    path = state_path(Path(state.dir))
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(state.to_json())
+    temporary.replace(path)
+
+
+@contextlib.contextmanager
+def locked(directory: Path) -> Iterator[None]:
+    """One ``up`` or ``down`` at a time per folder."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with open(directory / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+# --- processes: identity, liveness, stopping ------------------------------------------------------------------
+
+
+def _stat(pid: int) -> tuple[int, int, str] | None:
+    """(process group, start time, state) from /proc/<pid>/stat; None if there is no such process."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()
+    # fields[0] is field 3 of proc(5): state; pgrp is field 5, starttime field 22.
+    return int(fields[2]), int(fields[19]), fields[0]
+
+
+def start_time(pid: int) -> int | None:
+    stat = _stat(pid)
+    return stat[1] if stat else None
+
+
+def part_alive(part: Part) -> bool:
+    stat = _stat(part.pid)
+    if stat is None:
+        return False if Path("/proc/self/stat").exists() else processes.pid_alive(part.pid)
+    return stat[2] != "Z" and (part.started is None or stat[1] == part.started)
+
+
+def group_members(part: Part) -> list[int]:
+    """Live processes of the part's process group (its session leader's pid), not started before the part."""
+    if not Path("/proc/self/stat").exists():
+        return [part.pid] if processes.pid_alive(part.pid) else []
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        stat = _stat(int(entry.name))
+        if stat is None or stat[0] != part.pid or stat[2] == "Z":
+            continue
+        if part.started is not None and stat[1] < part.started:
+            continue  # the group id was reused by something older than our part: not ours
+        members.append(int(entry.name))
+    return members
+
+
+def stop_part(part: Part, grace: float = 5.0) -> bool:
+    """SIGTERM the part's process group, SIGKILL whatever is left after ``grace``; True if anything was running."""
+    if not group_members(part):
+        return False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        for pid in group_members(part):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            processes.pid_alive(part.pid)  # reaps the leader if it is our own child (tests call up() in-process)
+            if not group_members(part):
+                return True
+            time.sleep(0.05)
+    return True
+
+
+# --- prerequisites --------------------------------------------------------------------------------------------
+
+
+def find_kcl_jars() -> Path | None:
+    """The MultiLangDaemon's jars: $STREAMWRECK_KCL_JARS_DIR, build/kcl-jars of this checkout, or amazon_kclpy's."""
+    explicit = os.environ.get("STREAMWRECK_KCL_JARS_DIR")
+    candidates = [Path(explicit)] if explicit else []
+    candidates += [base / "build" / "kcl-jars" for base in (Path.cwd(), *Path.cwd().parents, REPO)]
+    with contextlib.suppress(ImportError):
+        import amazon_kclpy
+
+        candidates.append(Path(amazon_kclpy.__file__).parent / "jars")
+    for candidate in candidates:
+        if any(candidate.glob("amazon-kinesis-client-multilang-*.jar")):
+            return candidate.resolve()
+    return None
+
+
+def missing_prerequisites() -> list[str]:
+    """One line per thing the stack needs and this machine lacks, naming what to install."""
+    missing = []
+    if not (shutil.which("memcached") or Path("/usr/bin/memcached").exists()):
+        missing.append("memcached is missing: run 'make setup' or install the Debian package 'memcached'")
+    if not shutil.which("java"):
+        missing.append("java is missing: install Java 17+ (Debian package 'openjdk-17-jre-headless')")
+    if not shutil.which("node"):
+        missing.append("node is missing: install Node.js 20+ (Debian package 'nodejs')")
+    try:
+        processes.find_kinesis_local()
+    except StartError:
+        missing.append("kinesis-local is missing: run 'make setup' (npm package 'kinesis-local' in node_modules/)")
+    if find_kcl_jars() is None:
+        missing.append("the KCL jars are missing: run 'make setup' (Maven fetches them into build/kcl-jars)")
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        missing.append("moto is missing: run 'make setup' (pip install -e '.[local]')")
+    return missing
+
+
+# --- up -------------------------------------------------------------------------------------------------------
+
+
+def _streamwreck_argv(command: str) -> list[str]:
+    script = Path(sys.executable).with_name("streamwreck")
+    return [str(script), command] if script.exists() else [sys.executable, "-m", "cli.main", command]
+
+
+def _clean_env_argv(argv: list[str], env: Mapping[str, str]) -> list[str]:
+    """Prefix ``argv`` with env(1) unsetting every inherited AWS_*/STREAMWRECK_* variable that ``env`` does not set:
+    the stack's services must not pick up the caller's profile, session token, API key or endpoints."""
+    unset = [name for name in sorted(os.environ) if name.startswith(("AWS_", "STREAMWRECK_")) and name not in env]
+    if not unset:
+        return argv
+    return ["env", *[arg for name in unset for arg in ("-u", name)], *argv]
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return bool(response.status == 200)
+
+
+def _log_has(path: Path, marker: str) -> bool:
+    try:
+        return marker in path.read_text(errors="replace")
+    except OSError:
+        return False
+
+
+def clients(state: StackState) -> tuple[Any, Any, Any, Any]:
+    import boto3
+
+    session = boto3.session.Session(
+        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=state.region,
+    )
+    return (
+        session.client("kinesis", endpoint_url=state.kinesis_endpoint_url),
+        session.client("sns", endpoint_url=state.aws_endpoint_url),
+        session.client("sqs", endpoint_url=state.aws_endpoint_url),
+        session.client("dynamodb", endpoint_url=state.aws_endpoint_url),
+    )
+
+
+def _record(state: StackState, service: Service, url: str | None = None) -> None:
+    state.parts.append(
+        Part(service.name, service.pid, start_time(service.pid), str(service.log_path), url or service.url)
+    )
+    save(state)
+
+
+def up(options: Options, say: Say = print) -> StackState:
+    """Start the stack in ``options.dir`` and wait until every part is ready; on failure stop what was started."""
+    directory = options.dir.resolve()
+    with locked(directory):
+        existing = load(directory)
+        if existing is not None:
+            if any(part_alive(part) for part in existing.parts):
+                raise AlreadyUp(
+                    f"a local stack is already up in {directory} (stream {existing.stream}, API {existing.api_url},"
+                    f" started {existing.started_at}): 'streamwreck local status' shows it, 'streamwreck local down'"
+                    " stops it"
+                )
+            _stop_all(existing, say=lambda _: None)  # a stale file (e.g. after a reboot): tidy up and start afresh
+            state_path(directory).unlink(missing_ok=True)
+        missing = missing_prerequisites()
+        if missing:
+            raise StartError("\n".join(missing))
+        names = resources.names_for(options.stream)
+        state = StackState(
+            dir=str(directory),
+            region=options.region,
+            stream=names.stream,
+            kcl_application=names.kcl_application,
+            shards=options.shards,
+            skip_every=options.skip_every,
+            started_at=datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        )
+        state.logs.mkdir(parents=True, exist_ok=True)
+        save(state)
+        try:
+            _start(state, options, names, say)
+        except BaseException:
+            say("start failed: stopping what was started")
+            _stop_all(state, say=lambda _: None)
+            state_path(directory).unlink(missing_ok=True)
+            raise
+        state.ready = True
+        save(state)
+        return state
+
+
+def _start(state: StackState, options: Options, names: resources.Names, say: Say) -> None:
+    logs = state.logs
+    say("starting memcached, moto (SNS, SQS, DynamoDB) and kinesis-local")
+    starters: dict[str, Callable[[], Service]] = {
+        "memcached": lambda: processes.start_memcached(logs, options.memcached_port),
+        "moto": lambda: processes.start_moto(logs, options.moto_port),
+        "kinesis-local": lambda: processes.start_kinesis_local(logs, options.kinesis_port, region=options.region),
+    }
+    with ThreadPoolExecutor(max_workers=len(starters)) as pool:
+        futures = {name: pool.submit(start) for name, start in starters.items()}
+        errors = []
+        for name, future in futures.items():  # record every part that did start, so that it is stopped on failure
+            try:
+                service = future.result()
+            except Exception as exc:
+                errors.append(exc)
+                continue
+            _record(state, service, f"{HOST}:{service.port}" if name == "memcached" else None)
+        if errors:
+            raise errors[0]
+    memcached, moto, kinesis = (state.part(name) for name in ("memcached", "moto", "kinesis-local"))
+    assert memcached and moto and kinesis and memcached.url and moto.url and kinesis.url
+    state.memcached, state.aws_endpoint_url, state.kinesis_endpoint_url = memcached.url, moto.url, kinesis.url
+    save(state)
+
+    say(f"creating stream {names.stream} ({options.shards} shards), topic, queue and dead-letter queue")
+    kinesis_client, sns, sqs, dynamodb = clients(state)
+    created = resources.create(names, options.shards, kinesis_client, sns, sqs)
+    state.topic_arn, state.queue_url = created.topic_arn, created.queue_url
+    state.dead_letter_queue_url = created.dead_letter_queue_url
+    save(state)
+
+    jars = find_kcl_jars()
+    env = {
+        **state.aws_environment(),
+        "STREAMWRECK_MEMCACHED_SERVERS": state.memcached,
+        "STREAMWRECK_QUEUE_URL": state.queue_url,
+        "STREAMWRECK_TOPIC_ARN": state.topic_arn,
+        "STREAMWRECK_STREAM_NAME": state.stream,
+        "STREAMWRECK_APPLICATION_NAME": state.kcl_application,
+        "STREAMWRECK_REGION": state.region,
+        "STREAMWRECK_SKIP_EVERY": str(state.skip_every),
+        "STREAMWRECK_INITIAL_POSITION": "TRIM_HORIZON",
+        "STREAMWRECK_RETRIEVAL_MODE": "POLLING",
+        "STREAMWRECK_METRICS_LEVEL": "NONE",
+        "STREAMWRECK_KCL_JARS_DIR": str(jars),
+        "STREAMWRECK_RECORDER_WAIT_SECONDS": "5",
+        "STREAMWRECK_WORKER_ID": "local",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+    # The consumer first: the KCL daemon needs the longest to start (~30 s to its leases).
+    say(f"starting the processor (KCL application {state.kcl_application}, skips every {state.skip_every or 'no'}th)")
+    processor = processes.launch(
+        "processor", _clean_env_argv(_streamwreck_argv("processor"), env), logs, 0, lambda: True, env=env
+    )
+    _record(state, processor, f"KCL application {state.kcl_application}")
+
+    say("starting the recorder and the API")
+    recorder = processes.launch(
+        "recorder",
+        _clean_env_argv(_streamwreck_argv("recorder"), env),
+        logs,
+        0,
+        lambda: _log_has(logs / "recorder.log", "recorder_started"),
+        env=env,
+        timeout=60,
+    )
+    _record(state, recorder, state.queue_url)
+    api_port = options.api_port or processes.free_port()
+    api_env = {**env, "STREAMWRECK_API_HOST": HOST, "STREAMWRECK_API_PORT": str(api_port)}
+    api = processes.launch(
+        "api",
+        _clean_env_argv(_streamwreck_argv("api"), api_env),
+        logs,
+        api_port,
+        lambda: _http_ok(f"http://{HOST}:{api_port}/readyz"),
+        env=api_env,
+        timeout=60,
+    )
+    _record(state, api)
+    state.api_url = api.url
+    save(state)
+
+    say(f"waiting for the KCL consumer to lease all {options.shards} shards (about 30-60 s)")
+    _wait_for_leases(state, processor, kinesis_client, dynamodb, options.consumer_timeout)
+
+
+def lease_owners(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
+    """The KCL lease table as {lease key: {"owner", "checkpoint"}}; empty until the daemon created it."""
+    leases: dict[str, dict[str, Any]] = {}
+    kwargs: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        try:
+            page = dynamodb.scan(**kwargs)
+        except dynamodb.exceptions.ResourceNotFoundException:
+            return {}
+        for item in page.get("Items", []):
+            key = item.get("leaseKey", {}).get("S")
+            if key:
+                leases[key] = {
+                    "owner": item.get("leaseOwner", {}).get("S"),
+                    "checkpoint": item.get("checkpoint", {}).get("S"),
+                }
+        if "LastEvaluatedKey" not in page:
+            return leases
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _wait_for_leases(state: StackState, processor: Service, kinesis: Any, dynamodb: Any, timeout: float) -> None:
+    shards = {shard["ShardId"] for shard in kinesis.list_shards(StreamName=state.stream)["Shards"]}
+    started = time.monotonic()
+    while True:
+        if not processor.alive():
+            raise StartError(f"the processor exited at start; {processor.log_path}:\n{processor.tail(30)}")
+        leases = lease_owners(dynamodb, state.kcl_application)
+        if all(leases.get(shard, {}).get("owner") for shard in shards):
+            return
+        if time.monotonic() - started > timeout:
+            owned = sum(1 for shard in shards if leases.get(shard, {}).get("owner"))
+            raise StartError(
+                f"the KCL consumer leased {owned} of {len(shards)} shards within {timeout:.0f}s;"
+                f" {processor.log_path}:\n{processor.tail(30)}"
+            )
+        time.sleep(1.0)
+
+
+# --- down -----------------------------------------------------------------------------------------------------
+
+
+def _stop_all(state: StackState, say: Say) -> list[str]:
+    stopped = []
+    for part in sorted(state.parts, key=lambda p: -PART_ORDER.index(p.name) if p.name in PART_ORDER else 0):
+        if stop_part(part, grace=5.0 if part.name == "processor" else 3.0):
+            stopped.append(part.name)
+            say(f"stopped {part.name} (pid {part.pid})")
+    return stopped
+
+
+def down(directory: Path, say: Say = print) -> StackState | None:
+    """Stop every process ``up`` started in ``directory``; None if there was no stack (safe to run twice)."""
+    directory = directory.resolve()
+    if not state_path(directory).exists():
+        return None
+    with locked(directory):
+        state = load(directory)
+        if state is None:
+            return None
+        _stop_all(state, say)
+        state_path(directory).unlink(missing_ok=True)
+        return state
+
+
+def status(directory: Path) -> StackState:
+    state = load(directory.resolve())
+    if state is None:
+        raise NotUp(f"no local stack in {directory} (start one with 'streamwreck local up')")
+    return state
+
+
+def shell_exports(state: StackState) -> str:
+    """``export`` lines that point boto3 (and so streamwreck produce/check) at the stack."""
+    values = {**state.aws_environment()}
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in values.items())
