@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from services.api.reconcile import ReconcileRequest, RequestProblem
 from services.api.routes import router
@@ -79,7 +80,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-            request_schema = ReconcileRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            request_schema = TypeAdapter(ReconcileRequest).json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             for name, definition in request_schema.pop("$defs", {}).items():
                 components.setdefault(name, definition)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
 
 from services.core.ledger import Entry, LedgerHealth
 from services.core.records import (
@@ -15,16 +16,24 @@ from services.core.records import (
     SequenceNumber,
     ShardId,
     StreamName,
+    SubSequenceNumber,
+    error_message,
     validate_name,
 )
 
 EXAMPLE_SEQUENCE = "49590338271490256608559692538361571095921575989136588898"
 
 
-class ReconcileRequest(BaseModel):
-    """Records of one stream to check against the ledger."""
+class RecordInput(TypedDict):
+    """A record of the request's stream."""
 
-    model_config = ConfigDict(
+    shard_id: ShardId
+    sequence_number: SequenceNumber
+    sub_sequence_number: NotRequired[SubSequenceNumber]
+
+
+@with_config(
+    ConfigDict(
         extra="forbid",
         json_schema_extra={
             "examples": [
@@ -41,9 +50,15 @@ class ReconcileRequest(BaseModel):
             ]
         },
     )
+)
+class ReconcileRequest(TypedDict):
+    """Records of one stream to check against the ledger (validated as plain dicts: 10,000 in a few ms)."""
 
     stream: StreamName
-    records: list[RecordRef] = Field(description="The records to check, at most the server's limit (default 10,000).")
+    records: Annotated[
+        list[RecordInput],
+        Field(description="The records to check, at most the server's limit (default 10,000)."),
+    ]
 
 
 class DuplicateRecord(RecordRef):
@@ -104,7 +119,11 @@ def parse_request(document: Any, stream: str | None, shard_id: str | None, limit
         request = _REQUEST.validate_python(document)
     except ValidationError as exc:
         raise _invalid(exc, ()) from None
-    return [RecordId(request.stream, r.shard_id, r.sequence_number, r.sub_sequence_number) for r in request.records]
+    stream = request["stream"]
+    return [
+        RecordId(stream, r["shard_id"], r["sequence_number"], r.get("sub_sequence_number", 0))
+        for r in request["records"]
+    ]
 
 
 def _parse_legacy(document: list[Any], stream: str | None, shard_id: str | None, limit: int) -> list[RecordId]:
@@ -136,9 +155,9 @@ def _check_limit(count: int, limit: int) -> None:
 
 def _invalid(exc: ValidationError, prefix: tuple[str, ...]) -> RequestProblem:
     detail = []
-    for error in exc.errors(include_url=False, include_context=False, include_input=False):
+    for error in exc.errors(include_url=False, include_input=False):
         loc = prefix + tuple(error["loc"])
-        detail.append({"loc": list(loc), "msg": error["msg"].removeprefix("Value error, ")})
+        detail.append({"loc": list(loc), "msg": error_message(error)})
     first = detail[0]
     index = next((part for part in first["loc"] if isinstance(part, int)), None)
     where = _dotted(first["loc"])

@@ -21,7 +21,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from services.core.errors import RejectedInputError
-from services.core.records import RecordId, SequenceNumber, ShardId, StreamName, SubSequenceNumber
+from services.core.records import RecordId, SequenceNumber, ShardId, StreamName, SubSequenceNumber, error_message
 
 SCHEMA = "streamwreck.processed.v1"
 # SNS: a PublishBatch request carries at most 10 messages and 256 KiB in all (messages and attributes).
@@ -127,6 +127,6 @@ def parse_body(body: str) -> ProcessedEvent:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
-        raise RejectedInputError(f"not a {SCHEMA} event: {where}: {first['msg']}") from None
+        raise RejectedInputError(f"not a {SCHEMA} event: {where}: {error_message(first)}") from None
     except TypeError as exc:
         raise RejectedInputError(f"not a {SCHEMA} event: {exc}") from None

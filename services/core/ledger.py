@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -23,7 +24,6 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from pymemcache.client.base import PooledClient
-from pymemcache.client.rendezvous import RendezvousHash
 from pymemcache.exceptions import MemcacheError
 
 from services.core.errors import LedgerUnavailableError
@@ -51,8 +51,8 @@ class Entry:
 
     @classmethod
     def decode(cls, raw: bytes) -> Entry:
-        first, count, *tags = raw.decode("ascii").split(" ")
-        return cls(count=int(count), first_processed_at=int(first, 16), tags=tags[0] if tags else "")
+        first, count, tags = raw.split(b" ", 2)
+        return cls(count=int(count), first_processed_at=int(first, 16), tags=tags.decode("ascii"))
 
     def seen(self, tag: str) -> bool:
         return any(self.tags[i : i + TAG_LENGTH] == tag for i in range(0, len(self.tags), TAG_LENGTH))
@@ -149,7 +149,7 @@ class MemcachedLedger:
         if not clients:
             raise ValueError("at least one memcached client is needed")
         self._clients = dict(clients)
-        self._hash = RendezvousHash(nodes=list(self._clients))
+        self._nodes = [(node, node.encode()) for node in self._clients]
         self._ttl = ttl_seconds
         self._clock = clock
 
@@ -170,9 +170,17 @@ class MemcachedLedger:
         return cls(clients, settings.ledger_ttl_seconds)
 
     def _by_node(self, keys: Iterable[str]) -> dict[str, list[str]]:
+        """Rendezvous hashing: a key lives on the node with the highest crc32(node + key), node as "host:port".
+
+        Stable across processes and versions (the recorder writes where the API reads); adding a node moves only
+        the keys it wins. Keys are digests already, so a cheap hash spreads them evenly.
+        """
+        if len(self._nodes) == 1:
+            return {self._nodes[0][0]: list(keys)}
         groups: dict[str, list[str]] = defaultdict(list)
         for key in keys:
-            groups[self._hash.get_node(key)].append(key)
+            raw = key.encode()
+            groups[max(self._nodes, key=lambda node: zlib.crc32(node[1] + raw))[0]].append(key)
         return groups
 
     @contextmanager

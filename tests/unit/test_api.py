@@ -42,8 +42,12 @@ def test_answers_unprocessed_and_duplicates(client: TestClient) -> None:
     assert answer["checked"] == 4
     assert answer["unprocessed"] == [_rec(SEQ, 2), _rec(SEQ, shard="shardId-1")]
     assert answer["duplicates"] == [{**_rec(SEQ, 1), "count": 2}]
-    assert answer["ledger"] == {"healthy": True, "evictions": 0, "started_at": answer["ledger"]["started_at"],
-                                "ttl_seconds": 3600}
+    assert answer["ledger"] == {
+        "healthy": True,
+        "evictions": 0,
+        "started_at": answer["ledger"]["started_at"],
+        "ttl_seconds": 3600,
+    }
     assert answer["ledger"]["started_at"].endswith("Z")
 
 
@@ -127,9 +131,10 @@ def test_openapi_documents_both_shapes_and_every_field(client: TestClient) -> No
     assert set(operation["requestBody"]["content"]["application/json"]["examples"]) == {"records", "legacy"}
     assert {"413", "422", "503"} <= set(operation["responses"])
     schemas = spec["components"]["schemas"]
-    for name in ("ReconcileRequest", "ReconcileResponse", "LedgerStatus", "RecordRef", "DuplicateRecord", "Problem"):
+    names = ("ReconcileRequest", "RecordInput", "ReconcileResponse", "LedgerStatus", "RecordRef", "DuplicateRecord")
+    for name in (*names, "Problem"):
         assert name in schemas, name
-    for name in ("ReconcileResponse", "LedgerStatus", "RecordRef", "DuplicateRecord", "Problem"):
+    for name in names:
         for field, definition in schemas[name]["properties"].items():
             assert definition.get("description"), f"{name}.{field} has no description"
     assert client.get("/docs").status_code == 200
