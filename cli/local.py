@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cli.verdict import Checkpoint
+    from services.core.records import RecordId
 
 DESCRIPTION = """\
 Run the whole pipeline on this machine, each part a background process on 127.0.0.1 with its log in one folder:
@@ -216,11 +223,13 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
+    from cli.leases import checkpoints, read_leases
     from services.local import progress, stack
 
     state = stack.status(args.dir)
     kinesis, _, _, dynamodb = stack.clients(state)
-    records = progress.read_stream(kinesis, state.stream)
+    contents = progress.read_stream(kinesis, state.stream)
+    records = contents.records
     candidates = [r for r in records if not progress.skipped_by_demo_rule(r.sequence_number, state.skip_every)]
     probe = progress.LedgerProbe(state.api_url)
     processor = state.part("processor")
@@ -229,9 +238,8 @@ def _wait(args: argparse.Namespace) -> int:
     try:
         while True:
             candidates = sorted(probe.unrecorded(state.stream, candidates), key=lambda r: r.sort_key())
-            leases = stack.lease_owners(dynamodb, state.kcl_application)
-            checkpoints = {key: lease["checkpoint"] for key, lease in leases.items()}
-            now = progress.measure(records, candidates, checkpoints, state.skip_every)
+            positions = checkpoints(read_leases(dynamodb, state.kcl_application), state.stream, contents.parents)
+            now = progress.measure(records, candidates, functools.partial(_checkpointed, positions), state.skip_every)
             line = now.line()
             if not args.quiet and (line != shown or time.monotonic() - shown_at > 10):
                 _say(line)
@@ -247,3 +255,15 @@ def _wait(args: argparse.Namespace) -> int:
             time.sleep(0.5)
     finally:
         probe.close()
+
+
+def _checkpointed(positions: Mapping[str, Checkpoint], last: RecordId) -> bool:
+    """The consumer's checkpoint on ``last``'s shard is at or past it, or the shard is finished."""
+    from cli.verdict import LeasePosition
+
+    position = positions[last.shard_id]
+    if position.position in (LeasePosition.SHARD_END, LeasePosition.DONE):
+        return True
+    return position.position is LeasePosition.SEQUENCE and not position.pending(
+        last.sequence_number, last.sub_sequence_number
+    )

@@ -6,13 +6,12 @@ The rules are pure functions; :class:`LedgerProbe` (the reconcile API) and :func
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from services.core.records import RecordId
 
-SHARD_END = "SHARD_END"
 API_BATCH = 10_000
 
 
@@ -20,15 +19,6 @@ def skipped_by_demo_rule(sequence_number: str, skip_every: int) -> bool:
     """The processor's demo rule: skip a record whose sequence number, as an integer, divides by ``skip_every``.
     Every user record of one KPL-aggregated record shares its sequence number, so they are skipped together."""
     return skip_every > 0 and int(sequence_number) % skip_every == 0
-
-
-def checkpoint_covers(checkpoint: str | None, last_sequence_number: str) -> bool:
-    """True if a KCL checkpoint is at or past ``last_sequence_number`` (or the shard was finished)."""
-    if checkpoint == SHARD_END:
-        return True
-    if not checkpoint or not checkpoint.isdigit():
-        return False  # TRIM_HORIZON, LATEST, ... or none yet
-    return int(checkpoint) >= int(last_sequence_number)
 
 
 @dataclass(frozen=True)
@@ -58,24 +48,29 @@ class Progress:
 def measure(
     records: Sequence[RecordId],
     unrecorded: Iterable[RecordId],
-    checkpoints: Mapping[str, str | None],
+    checkpointed: Callable[[RecordId], bool],
     skip_every: int,
 ) -> Progress:
-    """Progress of ``records`` (the stream's, in shard order) given which of them the ledger lacks and the leases."""
+    """Progress of ``records`` (the stream's) given which of them the ledger lacks; ``checkpointed(r)`` says whether
+    the consumer's checkpoint on ``r``'s shard is at or past ``r`` (it is asked about each shard's last record)."""
     skipped = {r for r in records if skipped_by_demo_rule(r.sequence_number, skip_every)}
     missing = set(unrecorded) - skipped
-    last: dict[str, str] = {}
+    last: dict[str, RecordId] = {}
     for record in records:
-        if record.shard_id not in last or int(record.sequence_number) > int(last[record.shard_id]):
-            last[record.shard_id] = record.sequence_number
-    checkpointed = sum(1 for shard, seq in last.items() if checkpoint_covers(checkpoints.get(shard), seq))
+        known = last.get(record.shard_id)
+        if known is None or _position(record) > _position(known):
+            last[record.shard_id] = record
     return Progress(
         total=len(records),
         skipped=len(skipped),
         recorded=len(records) - len(skipped) - len(missing),
         shards=len(last),
-        checkpointed=checkpointed,
+        checkpointed=sum(1 for record in last.values() if checkpointed(record)),
     )
+
+
+def _position(record: RecordId) -> tuple[int, int]:
+    return int(record.sequence_number), record.sub_sequence_number
 
 
 class LedgerProbe:
@@ -118,7 +113,13 @@ def user_records(stream: str, shard_id: str, records: Iterable[Mapping[str, Any]
     return ids
 
 
-def read_stream(kinesis: Any, stream: str) -> list[RecordId]:
+@dataclass
+class StreamContents:
+    records: list[RecordId]  # every user record, shard by shard in read order
+    parents: dict[str, list[str]]  # shard id -> its parent shards' ids (after a split or merge)
+
+
+def read_stream(kinesis: Any, stream: str) -> StreamContents:
     """Every user record now in the stream, every shard (closed ones to their end, open ones to the tip)."""
     shards: list[dict[str, Any]] = []
     kwargs: dict[str, Any] = {"StreamName": stream}
@@ -128,16 +129,19 @@ def read_stream(kinesis: Any, stream: str) -> list[RecordId]:
         if not page.get("NextToken"):
             break
         kwargs = {"NextToken": page["NextToken"]}
-    found: list[RecordId] = []
+    contents = StreamContents([], {})
     for shard in shards:
         shard_id = shard["ShardId"]
+        contents.parents[shard_id] = [
+            parent for parent in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if parent
+        ]
         iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")[
             "ShardIterator"
         ]
         while iterator:
             page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            found += user_records(stream, shard_id, page["Records"])
+            contents.records += user_records(stream, shard_id, page["Records"])
             iterator = page.get("NextShardIterator")
             if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
                 break  # an open shard's tip (a closed one ends with no next iterator)
-    return found
+    return contents

@@ -499,12 +499,23 @@ def _wait_for_leases(state: StackState, processor: Service, kinesis: Any, dynamo
 # --- down -----------------------------------------------------------------------------------------------------
 
 
+# Graceful stop time per part; the emulators and memcached keep nothing worth a graceful stop.
+GRACE_SECONDS = {"processor": 5.0, "recorder": 6.0, "api": 3.0}
+SERVICES = ("processor", "recorder", "api")
+
+
 def _stop_all(state: StackState, say: Say) -> list[str]:
+    """The services first (they talk to the emulators), then the emulators; each group in parallel."""
     stopped = []
-    for part in sorted(state.parts, key=lambda p: -PART_ORDER.index(p.name) if p.name in PART_ORDER else 0):
-        if stop_part(part, grace=5.0 if part.name == "processor" else 3.0):
-            stopped.append(part.name)
-            say(f"stopped {part.name} (pid {part.pid})")
+    known = [part for part in state.parts if part.name in PART_ORDER]
+    others = [part for part in state.parts if part.name not in PART_ORDER]
+    for group in ([p for p in known if p.name in SERVICES] + others, [p for p in known if p.name not in SERVICES]):
+        with ThreadPoolExecutor(max_workers=max(1, len(group))) as pool:
+            results = list(pool.map(lambda part: stop_part(part, GRACE_SECONDS.get(part.name, 1.0)), group))
+        for part, was_running in zip(group, results, strict=True):
+            if was_running:
+                stopped.append(part.name)
+                say(f"stopped {part.name} (pid {part.pid})")
     return stopped
 
 
