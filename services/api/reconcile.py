@@ -57,7 +57,10 @@ class ReconcileRequest(TypedDict):
     stream: StreamName
     records: Annotated[
         list[RecordInput],
-        Field(description="The records to check, at most the server's limit (default 10,000)."),
+        Field(
+            description="The records to check, at most the server's limit (default 10,000).",
+            examples=[[{"shard_id": "shardId-000000000000", "sequence_number": EXAMPLE_SEQUENCE}]],
+        ),
     ]
 
 
@@ -68,30 +71,49 @@ class DuplicateRecord(RecordRef):
 class LedgerStatus(BaseModel):
     """What the ledger can vouch for: a record missing from it is only proof of loss if nothing was forgotten."""
 
-    healthy: bool = Field(description="Every memcached node answered.")
-    evictions: int = Field(description="Entries memcached evicted for memory since it started (all nodes).")
-    started_at: datetime | None = Field(
-        description="When the most recently started memcached node started: entries written before it are gone."
+    healthy: bool = Field(description="Every memcached node answered.", examples=[True])
+    evictions: int = Field(
+        description="Entries memcached evicted for memory since it started (all nodes).", examples=[0]
     )
-    ttl_seconds: int = Field(description="How long an entry lives after its last write.")
+    started_at: datetime | None = Field(
+        description="When the most recently started memcached node started: entries written before it are gone.",
+        examples=["2026-11-27T09:00:00Z"],
+    )
+    ttl_seconds: int = Field(description="How long an entry lives after its last write.", examples=[604800])
 
 
 class ReconcileResponse(BaseModel):
     checked: int = Field(description="How many records the request named.", examples=[1000])
     unprocessed: list[RecordRef] = Field(
         description="The records with no ledger entry, in request order. Missing is not proof of loss when the "
-        "ledger evicted or restarted, or the record is older than the ledger's TTL: see `ledger`."
+        "ledger evicted or restarted, or the record is older than the ledger's TTL: see `ledger`.",
+        examples=[
+            [{"shard_id": "shardId-000000000001", "sequence_number": EXAMPLE_SEQUENCE, "sub_sequence_number": 0}]
+        ],
     )
-    duplicates: list[DuplicateRecord] = Field(description="Records that more than one processed event named.")
+    duplicates: list[DuplicateRecord] = Field(
+        description="Records that more than one processed event named.",
+        examples=[[{"shard_id": "shardId-000000000000", "sequence_number": "7", "sub_sequence_number": 0, "count": 2}]],
+    )
     ledger: LedgerStatus = Field(description="What the ledger can vouch for when it answers `unprocessed`.")
 
 
 class Problem(BaseModel):
     """The body of every error answer."""
 
-    error: str = Field(description="A stable code, e.g. `invalid_record`, `too_many_records`, `ledger_unavailable`.")
-    message: str = Field(description="What is wrong, in one line.")
-    detail: list[dict[str, Any]] | None = Field(None, description="Per-field problems, where there are several.")
+    error: str = Field(
+        description="A stable code, e.g. `invalid_record`, `too_many_records`, `ledger_unavailable`.",
+        examples=["invalid_record"],
+    )
+    message: str = Field(
+        description="What is wrong, in one line.",
+        examples=["record 3: records[3].sequence_number: must be 0 or a decimal number of up to 129 digits ..."],
+    )
+    detail: list[dict[str, Any]] | None = Field(
+        None,
+        description="Per-field problems, where there are several.",
+        examples=[[{"loc": ["records", 3, "sequence_number"], "msg": "must be 0 or a decimal number ..."}]],
+    )
 
 
 class RequestProblem(Exception):

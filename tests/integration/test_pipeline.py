@@ -42,8 +42,7 @@ class Messaging:
     dlq_url: str
 
 
-@pytest.fixture
-def messaging(moto_env: dict[str, str], unique: str) -> Messaging:
+def _messaging(unique: str, raw_delivery: bool = False) -> Messaging:
     sns, sqs = boto3.client("sns"), boto3.client("sqs")
     topic_arn = sns.create_topic(Name=unique)["TopicArn"]
     dlq_url = sqs.create_queue(QueueName=f"{unique}-dlq")["QueueUrl"]
@@ -53,8 +52,15 @@ def messaging(moto_env: dict[str, str], unique: str) -> Messaging:
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "2"})},
     )["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)  # SNS envelope bodies
+    attributes = {"RawMessageDelivery": "true"} if raw_delivery else {}
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes=attributes)
     return Messaging(sns, sqs, topic_arn, queue_url, dlq_url)
+
+
+@pytest.fixture
+def messaging(moto_env: dict[str, str], unique: str) -> Messaging:
+    """Topic -> queue (SNS envelope bodies) with a dead-letter queue after 2 receives."""
+    return _messaging(unique)
 
 
 def _ledger(memcached: Service) -> MemcachedLedger:
@@ -87,9 +93,11 @@ def api(memcached: Service) -> Iterator[TestClient]:
     ledger.close()
 
 
+@pytest.mark.parametrize("raw_delivery", [False, True], ids=["sns-envelope", "raw-delivery"])
 def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
-    messaging: Messaging, memcached: Service, api: TestClient, unique: str
+    moto_env: dict[str, str], memcached: Service, api: TestClient, unique: str, raw_delivery: bool
 ) -> None:
+    messaging = _messaging(unique, raw_delivery)
     publisher = EventPublisher(messaging.sns, messaging.topic_arn, "worker-1")
     written = {shard: _sequences(1200, i) for i, shard in enumerate(SHARDS)}
     skipped = {(shard, seq) for shard in SHARDS for seq in written[shard][::7]}

@@ -137,4 +137,5 @@ def test_openapi_documents_both_shapes_and_every_field(client: TestClient) -> No
     for name in names:
         for field, definition in schemas[name]["properties"].items():
             assert definition.get("description"), f"{name}.{field} has no description"
+            assert "$ref" in definition or definition.get("examples"), f"{name}.{field} has no example"
     assert client.get("/docs").status_code == 200
