@@ -1,0 +1,130 @@
+"""The KCL MultiLangDaemon's properties file, built from the settings. Pure: the environment is passed in.
+
+The AWS endpoints are not settings of ours: as boto3 does, the daemon's endpoints come from ``AWS_ENDPOINT_URL_KINESIS``
+/ ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``. When an endpoint is overridden the daemon is talking to
+emulators (kinesis-local, moto), and the *local* profile applies: no worker metrics (KCL 3 would probe EC2/ECS
+metadata) and short intervals, so that a fresh application gets its first records in about half a minute instead of
+two (the KCL waits one shard-sync interval, 60 s by default, after creating the leases, and assigns leases once per
+lease-assignment interval). Extra ``key=value`` properties override anything here.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from services.core.errors import ConfigError
+from services.core.settings import Settings
+
+MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
+MULTILANG_JAR_GLOB = "amazon-kinesis-client-multilang-*.jar"
+
+# Applied when the endpoints point at emulators; each is a MultiLangDaemonConfiguration property of KCL 3.1.
+LOCAL_PROFILE: dict[str, str] = {
+    "disableWorkerMetrics": "true",
+    "shardSyncIntervalMillis": "1000",
+    "leaseAssignmentIntervalMillis": "2000",
+    "workerMetricsReporterFreqInMillis": "2000",
+    "parentShardPollIntervalMillis": "1000",
+    "idleTimeBetweenReadsInMillis": "500",
+}
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    kinesis: str | None = None
+    dynamodb: str | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Endpoints:
+        default = env.get("AWS_ENDPOINT_URL") or None
+        return cls(
+            kinesis=env.get("AWS_ENDPOINT_URL_KINESIS") or default,
+            dynamodb=env.get("AWS_ENDPOINT_URL_DYNAMODB") or default,
+        )
+
+    @property
+    def local(self) -> bool:
+        return bool(self.kinesis or self.dynamodb)
+
+
+def resolve_region(settings: Settings, env: Mapping[str, str]) -> str:
+    region = settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise ConfigError("no AWS region: set STREAMWRECK_REGION (or AWS_REGION / AWS_DEFAULT_REGION)")
+    return region
+
+
+def build_properties(
+    settings: Settings,
+    *,
+    executable: str,
+    region: str,
+    worker_id: str,
+    endpoints: Endpoints,
+    extra: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """Every property the daemon gets, in a stable order. ``settings`` must carry stream, application and topic."""
+    if settings.stream_name is None or settings.application_name is None:
+        raise ConfigError("STREAMWRECK_STREAM_NAME and STREAMWRECK_APPLICATION_NAME are required")
+    properties = {
+        "executableName": executable,
+        "streamName": settings.stream_name,
+        "applicationName": settings.application_name,
+        "workerId": worker_id,
+        "regionName": region,
+        "AwsCredentialsProvider": "DefaultCredentialsProvider",
+        "processingLanguage": f"python/{sys.version_info.major}.{sys.version_info.minor}",
+        "initialPositionInStream": settings.initial_position,
+        "retrievalMode": settings.retrieval_mode,
+        "metricsLevel": settings.metrics_level,
+        # The record processor flushes its buffered events on time as well as on size: it needs a call even when a
+        # poll returned nothing.
+        "callProcessRecordsEvenForEmptyRecordList": "true",
+    }
+    if endpoints.kinesis:
+        properties["kinesisEndpoint"] = endpoints.kinesis
+    if endpoints.dynamodb:
+        properties["dynamoDBEndpoint"] = endpoints.dynamodb
+    if endpoints.local:
+        properties.update(LOCAL_PROFILE)
+    properties.update(extra or {})
+    return properties
+
+
+def parse_property(text: str) -> tuple[str, str]:
+    """``key=value`` as given to ``--property``."""
+    key, sep, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not sep or not key or any(char.isspace() for char in key):
+        raise ConfigError(f"--property expects KEY=VALUE (e.g. maxRecords=1000), got {text!r}")
+    return key, value
+
+
+def _escape(text: str, *, key: bool) -> str:
+    out = []
+    for index, char in enumerate(text):
+        if char == "\\":
+            out.append("\\\\")
+        elif char in "\n\r\t\f":
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t", "\f": "\\f"}[char])
+        elif char in " :=#!" and (key or (char == " " and index == 0)):
+            out.append("\\" + char)
+        elif not 0x20 <= ord(char) <= 0x7E:
+            out.extend(f"\\u{unit:04x}" for unit in _utf16_units(char))
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def _utf16_units(char: str) -> list[int]:
+    encoded = char.encode("utf-16-be")
+    return [int.from_bytes(encoded[i : i + 2], "big") for i in range(0, len(encoded), 2)]
+
+
+def render(properties: Mapping[str, str]) -> str:
+    """The text of a ``java.util.Properties`` file (ASCII, escaped as ``Properties.load`` reads it)."""
+    lines = ["# Generated by 'streamwreck processor'; every line can be overridden with --property KEY=VALUE."]
+    lines += [f"{_escape(key, key=True)} = {_escape(value, key=False)}" for key, value in properties.items()]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,197 @@
+"""The daemon's properties file and launch plan: built from settings and an explicit environment, no I/O."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from services.core.errors import ConfigError
+from services.core.settings import load_settings
+from services.processor.kcl_app import daemon_argv, find_jars, plan_daemon
+from services.processor.properties import (
+    LOCAL_PROFILE,
+    MAIN_CLASS,
+    Endpoints,
+    build_properties,
+    parse_property,
+    render,
+    resolve_region,
+)
+
+REQUIRED = {
+    "stream_name": "orders",
+    "application_name": "orders-consumer",
+    "topic_arn": "arn:aws:sns:us-east-1:123456789012:processed",
+}
+
+
+def _load_java_properties(text: str) -> dict[str, str]:
+    """A reader for the subset of java.util.Properties syntax that render() writes, to check the round trip."""
+    result = {}
+    for line in io.StringIO(text):
+        line = line.rstrip("\n")
+        if not line or line.startswith("#"):
+            continue
+        key, value = _split(line)
+        result[_unescape(key)] = _unescape(value)
+    return result
+
+
+def _split(line: str) -> tuple[str, str]:
+    index = 0
+    while index < len(line):
+        if line[index] == "\\":
+            index += 2
+            continue
+        if line[index] in " =:":
+            break
+        index += 1
+    rest = line[index:].lstrip(" ")
+    if rest[:1] in ("=", ":"):
+        rest = rest[1:].lstrip(" ")
+    return line[:index], rest
+
+
+def _unescape(text: str) -> str:
+    units: list[int] = []  # UTF-16 code units, as Java strings hold them
+    index = 0
+    while index < len(text):
+        char = text[index]
+        if char != "\\":
+            units.append(ord(char))
+            index += 1
+        elif text[index + 1] == "u":
+            units.append(int(text[index + 2 : index + 6], 16))
+            index += 6
+        else:
+            units.append(ord({"n": "\n", "r": "\r", "t": "\t", "f": "\f"}.get(text[index + 1], text[index + 1])))
+            index += 2
+    return b"".join(unit.to_bytes(2, "big") for unit in units).decode("utf-16-be")
+
+
+def test_production_properties_have_no_endpoints_and_no_local_profile() -> None:
+    settings = load_settings(**REQUIRED)
+    properties = build_properties(
+        settings, executable="/usr/bin/python3 -m x", region="eu-west-1", worker_id="w-1", endpoints=Endpoints()
+    )
+    assert properties["streamName"] == "orders"
+    assert properties["applicationName"] == "orders-consumer"
+    assert properties["regionName"] == "eu-west-1"
+    assert properties["initialPositionInStream"] == "TRIM_HORIZON"
+    assert properties["retrievalMode"] == "POLLING"
+    assert properties["metricsLevel"] == "NONE"
+    assert properties["callProcessRecordsEvenForEmptyRecordList"] == "true"
+    assert "kinesisEndpoint" not in properties and "dynamoDBEndpoint" not in properties
+    assert "disableWorkerMetrics" not in properties
+
+
+def test_endpoints_come_from_the_standard_aws_variables() -> None:
+    assert Endpoints.from_env({"AWS_ENDPOINT_URL": "http://moto"}) == Endpoints("http://moto", "http://moto")
+    env = {"AWS_ENDPOINT_URL": "http://moto", "AWS_ENDPOINT_URL_KINESIS": "http://kinesis-local"}
+    assert Endpoints.from_env(env) == Endpoints("http://kinesis-local", "http://moto")
+    assert Endpoints.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "http://d"}) == Endpoints(None, "http://d")
+    assert not Endpoints.from_env({}).local
+
+
+def test_emulator_endpoints_bring_the_local_profile_and_extras_override() -> None:
+    settings = load_settings(**REQUIRED, initial_position="LATEST")
+    properties = build_properties(
+        settings,
+        executable="py -m x",
+        region="us-east-1",
+        worker_id="w",
+        endpoints=Endpoints("http://127.0.0.1:1", "http://127.0.0.1:2"),
+        extra={"maxRecords": "100", "idleTimeBetweenReadsInMillis": "250"},
+    )
+    assert properties["kinesisEndpoint"] == "http://127.0.0.1:1"
+    assert properties["dynamoDBEndpoint"] == "http://127.0.0.1:2"
+    assert properties["disableWorkerMetrics"] == "true"
+    assert properties["initialPositionInStream"] == "LATEST"
+    assert properties["maxRecords"] == "100"
+    assert properties["idleTimeBetweenReadsInMillis"] == "250"
+    assert {k: v for k, v in LOCAL_PROFILE.items() if k != "idleTimeBetweenReadsInMillis"}.items() <= properties.items()
+
+
+def test_render_round_trips_through_java_properties_syntax() -> None:
+    properties = {
+        "executableName": "/opt/py/bin/python -m services.processor.kcl_app",
+        "kinesisEndpoint": "http://127.0.0.1:4567",
+        "odd key=with:seps": " leading space, back\\slash, tab\t, é, 🙂",
+    }
+    text = render(properties)
+    assert text.isascii()
+    assert _load_java_properties(text) == properties
+
+
+@pytest.mark.parametrize("text", ["novalue", "=x", "two words=x"])
+def test_parse_property_rejects_malformed(text: str) -> None:
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        parse_property(text)
+
+
+def test_parse_property() -> None:
+    assert parse_property(" maxRecords = 1000 ") == ("maxRecords", "1000")
+    assert parse_property("x=a=b") == ("x", "a=b")
+
+
+def test_region_comes_from_settings_then_the_environment() -> None:
+    assert resolve_region(load_settings(region="eu-central-1"), {"AWS_REGION": "x"}) == "eu-central-1"
+    assert resolve_region(load_settings(), {"AWS_DEFAULT_REGION": "ap-south-1"}) == "ap-south-1"
+    with pytest.raises(ConfigError, match="STREAMWRECK_REGION"):
+        resolve_region(load_settings(), {})
+
+
+def test_plan_passes_the_settings_to_every_record_processor() -> None:
+    settings = load_settings(**REQUIRED, skip_every=5, worker_id="worker-a")
+    env = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
+    plan = plan_daemon(settings, env, {}, python="/venv/bin/python")
+    assert plan.properties["executableName"] == "/venv/bin/python -m services.processor.kcl_app"
+    assert plan.properties["workerId"] == "worker-a"
+    assert plan.env["STREAMWRECK_STREAM_NAME"] == "orders"
+    assert plan.env["STREAMWRECK_TOPIC_ARN"] == REQUIRED["topic_arn"]
+    assert plan.env["STREAMWRECK_SKIP_EVERY"] == "5"
+    assert plan.env["STREAMWRECK_WORKER_ID"] == "worker-a"
+    assert plan.env["STREAMWRECK_REGION"] == "us-east-1"
+    assert plan.env["AWS_EC2_METADATA_DISABLED"] == "true"
+    assert "STREAMWRECK_PROCESS_FUNCTION" not in plan.env
+
+
+def test_plan_makes_a_unique_worker_id_when_none_is_set() -> None:
+    settings = load_settings(**REQUIRED)
+    env = {"AWS_REGION": "us-east-1"}
+    first, second = (plan_daemon(settings, env, {}).properties["workerId"] for _ in range(2))
+    assert first != second
+    assert plan_daemon(settings, env, {}).env.get("AWS_EC2_METADATA_DISABLED") is None
+
+
+@pytest.mark.parametrize("missing", ["stream_name", "application_name", "topic_arn"])
+def test_plan_names_a_missing_setting(missing: str) -> None:
+    settings = load_settings(**{k: v for k, v in REQUIRED.items() if k != missing})
+    with pytest.raises(ConfigError, match=f"STREAMWRECK_{missing.upper()}"):
+        plan_daemon(settings, {"AWS_REGION": "us-east-1"}, {})
+
+
+def test_plan_rejects_a_bad_process_function_before_starting_java() -> None:
+    settings = load_settings(**REQUIRED, process_function="streamwreck_no_such_module:f")
+    with pytest.raises(ConfigError, match="cannot import"):
+        plan_daemon(settings, {"AWS_REGION": "us-east-1"}, {})
+
+
+def test_plan_rejects_a_python_path_with_spaces() -> None:
+    with pytest.raises(ConfigError, match="spaces"):
+        plan_daemon(load_settings(**REQUIRED), {"AWS_REGION": "us-east-1"}, {}, python="/my venv/bin/python")
+
+
+def test_find_jars(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="STREAMWRECK_KCL_JARS_DIR"):
+        find_jars(str(tmp_path))
+    (tmp_path / "amazon-kinesis-client-multilang-3.1.3.jar").write_bytes(b"")
+    assert find_jars(str(tmp_path)) == tmp_path
+    assert any(find_jars(None).glob("amazon-kinesis-client-multilang-*.jar"))  # build/kcl-jars or amazon_kclpy's
+
+
+def test_daemon_argv() -> None:
+    argv = daemon_argv("/usr/bin/java", Path("/jars"), Path("/tmp/p.properties"))
+    assert argv == ["/usr/bin/java", "-cp", "/jars/*", MAIN_CLASS, "--properties-file", "/tmp/p.properties"]

@@ -1,0 +1,306 @@
+"""The record processor driven through amazon-kclpy's JSON line protocol by a scripted daemon (no Java, no sockets).
+
+amazon-kclpy's own ``KCLProcess`` reads the daemon's messages and writes the answers; the scripted daemon here stands
+in for the MultiLangDaemon's side: it hands out the next message, answers each checkpoint request (from a script
+of errors), and records, in one timeline with the recording publisher, what was published and checkpointed.
+The same protocol against a real process and moto's SNS -> SQS is in tests/integration/test_processor_protocol.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from amazon_kclpy import kcl
+
+from services.core.errors import LedgerUnavailableError, PublishError
+from services.core.events import Pair
+from services.processor.kcl_app import EXIT_BUG, EXIT_HALTED, EXIT_UNPUBLISHED, StreamwreckRecordProcessor
+from services.processor.processor import ProcessFunction, Record, ShardProgress, demo_rule
+
+EVENTS = Path(__file__).resolve().parents[1] / "events"
+SHARD = "shardId-000000000000"
+PLAIN = json.loads((EVENTS / "kcl-process-records.json").read_text())
+DEAGGREGATED = json.loads((EVENTS / "kcl-process-records-deaggregated.json").read_text())
+
+INITIALIZE = {"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON", "subSequenceNumber": 0}
+EMPTY = {"action": "processRecords", "records": [], "millisBehindLatest": 0}
+LEASE_LOST = {"action": "leaseLost"}
+SHARD_ENDED = {"action": "shardEnded"}
+SHUTDOWN_REQUESTED = {"action": "shutdownRequested"}
+
+
+def _pairs(message: dict[str, Any], skip_every: int = 5) -> list[Pair]:
+    records = [(r["sequenceNumber"], r["subSequenceNumber"]) for r in message["records"]]
+    return [(seq, sub) for seq, sub in records if skip_every == 0 or int(seq) % skip_every]
+
+
+def _last(message: dict[str, Any]) -> tuple[str, int]:
+    record = message["records"][-1]
+    return (record["sequenceNumber"], record["subSequenceNumber"])
+
+
+class ScriptedDaemon:
+    """Both of KCLProcess's files: it reads messages from here and writes its answers here."""
+
+    def __init__(self, messages: Iterable[dict[str, Any]], checkpoint_errors: Iterable[str | None] = ()) -> None:
+        self._messages = [json.dumps(message) for message in messages]
+        self._checkpoint_errors = list(checkpoint_errors)
+        self._awaiting_checkpoint_answer: dict[str, Any] | None = None
+        self.received: list[dict[str, Any]] = []  # every message the record processor wrote
+        self.timeline: list[tuple[Any, ...]] = []  # publishes and checkpoint requests, in order
+
+    # the record processor's stdin
+    def readline(self) -> str:
+        request = self._awaiting_checkpoint_answer
+        if request is not None:
+            self._awaiting_checkpoint_answer = None
+            error = self._checkpoint_errors.pop(0) if self._checkpoint_errors else None
+            answer = {"action": "checkpoint", **{k: request[k] for k in ("sequenceNumber", "subSequenceNumber")}}
+            if error:
+                answer["error"] = error
+            return json.dumps(answer) + "\n"
+        return self._messages.pop(0) + "\n" if self._messages else ""
+
+    # the record processor's stdout
+    def write(self, text: str) -> None:
+        for line in text.splitlines():
+            if line.strip():
+                message = json.loads(line)
+                self.received.append(message)
+                if message["action"] == "checkpoint":
+                    self._awaiting_checkpoint_answer = message
+                    self.timeline.append(("checkpoint", message["sequenceNumber"], message["subSequenceNumber"]))
+
+    def flush(self) -> None:
+        pass
+
+    @property
+    def checkpoints(self) -> list[tuple[Any, ...]]:
+        return [step[1:] for step in self.timeline if step[0] == "checkpoint"]
+
+    @property
+    def statuses(self) -> list[str]:
+        return [m["responseFor"] for m in self.received if m["action"] == "status"]
+
+
+class RecordingPublisher:
+    def __init__(self, daemon: ScriptedDaemon, failures: int = 0) -> None:
+        self._daemon = daemon
+        self._failures = failures
+        self.published: list[Pair] = []
+
+    def publish(self, stream: str, shard_id: str, records: Iterable[Pair]) -> None:
+        records = list(records)
+        if self._failures:
+            self._failures -= 1
+            raise PublishError("SNS is down")
+        self.published.extend(records)
+        self._daemon.timeline.append(("publish", stream, shard_id, records))
+
+
+class Exited(SystemExit):
+    pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(
+    messages: list[dict[str, Any]],
+    *,
+    checkpoint_errors: Iterable[str | None] = (),
+    function: ProcessFunction | None = None,
+    flush_records: int = 4000,
+    flush_seconds: float = 2.0,
+    publish_failures: int = 0,
+    clock: Clock | None = None,
+) -> tuple[ScriptedDaemon, RecordingPublisher, list[int]]:
+    daemon = ScriptedDaemon(messages, checkpoint_errors)
+    publisher = RecordingPublisher(daemon, publish_failures)
+    exits: list[int] = []
+
+    def exit_(code: int) -> None:
+        exits.append(code)
+        raise Exited(code)  # SystemExit: KCLProcess lets it through, as it does os._exit's effect
+
+    record_processor = StreamwreckRecordProcessor(
+        "orders",
+        publisher,
+        function or demo_rule(5),
+        progress=ShardProgress(flush_records, flush_seconds),
+        clock=clock or Clock(),
+        sleep=lambda _: None,
+        exit=exit_,
+    )
+    errors = io.StringIO()
+    process = kcl.KCLProcess(record_processor, input_file=daemon, output_file=daemon, error_file=errors)
+    with contextlib.suppress(Exited):
+        process.run()
+    assert errors.getvalue() == ""  # nothing reached amazon-kclpy's "caught exception" path
+    return daemon, publisher, exits
+
+
+def test_every_action_is_answered_with_a_status() -> None:
+    daemon, _, exits = _run([INITIALIZE, PLAIN, DEAGGREGATED, EMPTY, SHUTDOWN_REQUESTED])
+    assert daemon.statuses == ["initialize", "processRecords", "processRecords", "processRecords", "shutdownRequested"]
+    assert exits == []
+
+
+def test_each_due_batch_is_published_before_its_checkpoint() -> None:
+    daemon, _, _ = _run([INITIALIZE, PLAIN, DEAGGREGATED, EMPTY], flush_seconds=0)
+    assert daemon.timeline == [
+        ("publish", "orders", SHARD, _pairs(PLAIN)),
+        ("checkpoint", *_last(PLAIN)),
+        ("publish", "orders", SHARD, _pairs(DEAGGREGATED)),
+        ("checkpoint", *_last(DEAGGREGATED)),
+    ]
+
+
+def test_a_full_request_worth_of_records_is_published_at_once() -> None:
+    daemon, _, _ = _run([INITIALIZE, PLAIN, DEAGGREGATED], flush_records=5, flush_seconds=3600)
+    # PLAIN leaves 4 processed records pending (below 5); DEAGGREGATED brings it to 9
+    assert daemon.timeline == [
+        ("publish", "orders", SHARD, _pairs(PLAIN) + _pairs(DEAGGREGATED)),
+        ("checkpoint", *_last(DEAGGREGATED)),
+    ]
+
+
+def test_batches_are_held_until_the_flush_interval_has_passed() -> None:
+    clock = Clock()
+    messages = [INITIALIZE, PLAIN, DEAGGREGATED, EMPTY]
+
+    class AdvancingDaemon(ScriptedDaemon):
+        def readline(self) -> str:
+            line = super().readline()
+            if line and json.loads(line)["action"] == "processRecords" and not json.loads(line)["records"]:
+                clock.now = 5.0  # the empty poll arrives after the flush interval
+            return line
+
+    daemon = AdvancingDaemon(messages)
+    publisher = RecordingPublisher(daemon)
+    record_processor = StreamwreckRecordProcessor(
+        "orders", publisher, demo_rule(5), progress=ShardProgress(4000, 2.0), clock=clock, sleep=lambda _: None
+    )
+    kcl.KCLProcess(record_processor, input_file=daemon, output_file=daemon, error_file=io.StringIO()).run()
+    # one publish for both batches, on the empty poll; then one checkpoint at the last record handled
+    assert daemon.timeline == [
+        ("publish", "orders", SHARD, _pairs(PLAIN) + _pairs(DEAGGREGATED)),
+        ("checkpoint", *_last(DEAGGREGATED)),
+    ]
+
+
+def test_deaggregated_sub_sequence_numbers_reach_the_events_and_the_checkpoint() -> None:
+    daemon, publisher, _ = _run([INITIALIZE, DEAGGREGATED, SHUTDOWN_REQUESTED])
+    seq = DEAGGREGATED["records"][0]["sequenceNumber"]
+    assert publisher.published[:4] == [(seq, 0), (seq, 1), (seq, 2), (seq, 3)]
+    skipped = DEAGGREGATED["records"][4]["sequenceNumber"]
+    assert all(s != skipped for s, _ in publisher.published)  # the whole aggregated record is skipped
+    assert daemon.checkpoints == [_last(DEAGGREGATED)]
+
+
+def test_skipped_records_never_drop_the_rest_of_the_batch() -> None:
+    _, publisher, _ = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED])
+    assert publisher.published == _pairs(PLAIN)
+    assert len(publisher.published) == 4  # 6 records, 2 divisible by 5
+
+
+def test_a_throttled_checkpoint_is_retried() -> None:
+    daemon, _, exits = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED], checkpoint_errors=["ThrottlingException", None])
+    assert daemon.checkpoints == [_last(PLAIN), _last(PLAIN)]
+    assert exits == [] and daemon.statuses[-1] == "shutdownRequested"
+
+
+def test_after_a_shutdown_exception_the_processor_stops_checkpointing() -> None:
+    daemon, publisher, exits = _run(
+        [INITIALIZE, PLAIN, DEAGGREGATED, SHUTDOWN_REQUESTED], checkpoint_errors=["ShutdownException"], flush_seconds=0
+    )
+    assert daemon.checkpoints == [_last(PLAIN)]  # refused; never asked again
+    assert publisher.published == _pairs(PLAIN) + _pairs(DEAGGREGATED)  # what was processed is still reported
+    assert exits == []
+
+
+def test_an_invalid_state_answer_is_not_retried_and_processing_goes_on() -> None:
+    daemon, _, exits = _run(
+        [INITIALIZE, PLAIN, DEAGGREGATED], checkpoint_errors=["InvalidStateException"], flush_seconds=0
+    )
+    assert daemon.checkpoints == [_last(PLAIN), _last(DEAGGREGATED)]  # the next flush checkpoints further
+    assert exits == []
+
+
+def test_lease_lost_publishes_what_was_processed_but_never_checkpoints() -> None:
+    daemon, publisher, _ = _run([INITIALIZE, PLAIN, LEASE_LOST])
+    assert publisher.published == _pairs(PLAIN)
+    assert daemon.checkpoints == []
+    assert daemon.statuses == ["initialize", "processRecords", "leaseLost"]
+
+
+def test_shard_end_publishes_then_checkpoints_the_end_of_the_shard() -> None:
+    daemon, _, _ = _run([INITIALIZE, PLAIN, DEAGGREGATED, SHARD_ENDED])
+    assert daemon.timeline == [
+        ("publish", "orders", SHARD, _pairs(PLAIN) + _pairs(DEAGGREGATED)),
+        ("checkpoint", None, None),
+    ]
+    assert daemon.statuses[-1] == "shardEnded"
+
+
+def test_shutdown_requested_checkpoints_at_the_last_record_handled() -> None:
+    daemon, _, _ = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED])
+    assert daemon.timeline[-1] == ("checkpoint", *_last(PLAIN))
+
+
+def test_shutdown_requested_with_nothing_new_does_not_checkpoint_again() -> None:
+    daemon, _, _ = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED, SHUTDOWN_REQUESTED], flush_seconds=0)
+    assert daemon.checkpoints == [_last(PLAIN)]
+
+
+def test_a_publish_outage_ends_the_process_without_checkpointing() -> None:
+    daemon, publisher, exits = _run([INITIALIZE, PLAIN, DEAGGREGATED, EMPTY], publish_failures=1, flush_seconds=0)
+    assert exits == [EXIT_UNPUBLISHED]
+    assert daemon.checkpoints == [] and publisher.published == []
+    assert daemon.statuses == ["initialize"]  # it never answered the batch: the daemon sees the process end
+
+
+def test_a_publish_outage_at_shard_end_does_not_checkpoint_the_end() -> None:
+    daemon, _, exits = _run([INITIALIZE, PLAIN, SHARD_ENDED], publish_failures=1)
+    assert exits == [EXIT_UNPUBLISHED]
+    assert daemon.checkpoints == []
+
+
+def test_a_transient_error_in_the_function_checkpoints_only_before_it_then_exits() -> None:
+    halt_at = PLAIN["records"][3]["sequenceNumber"]
+
+    def function(record: Record) -> bool:
+        if record.sequence_number == halt_at:
+            raise LedgerUnavailableError("downstream down")
+        return True
+
+    daemon, publisher, exits = _run([INITIALIZE, PLAIN, EMPTY], function=function)
+    before = [(r["sequenceNumber"], r["subSequenceNumber"]) for r in PLAIN["records"][:3]]
+    assert publisher.published == before
+    assert daemon.checkpoints == [before[-1]]
+    assert exits == [EXIT_HALTED]
+
+
+def test_a_bug_in_the_record_processor_ends_the_process_instead_of_being_swallowed() -> None:
+    broken_record = dict(PLAIN["records"][0], subSequenceNumber="not a number")
+    broken = {"action": "processRecords", "millisBehindLatest": 0, "records": [broken_record]}
+    daemon, _, exits = _run([INITIALIZE, broken, PLAIN, SHUTDOWN_REQUESTED])
+    assert exits == [EXIT_BUG]
+    assert daemon.checkpoints == []
+
+
+@pytest.mark.parametrize("returned", [None, True, "anything"])
+def test_any_return_but_false_means_processed(returned: object) -> None:
+    _, publisher, _ = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED], function=lambda _record: returned)
+    assert publisher.published == _pairs(PLAIN, skip_every=0)
