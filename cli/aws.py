@@ -1,0 +1,93 @@
+"""The AWS boundary of the CLI: boto3 clients built one way, and botocore's errors turned into one line each.
+
+Endpoints, region and credentials are boto3's own business (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_KINESIS``,
+``AWS_REGION``, profiles, ...): nothing here names an endpoint, so production and tests run the same code.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from services.core.errors import StreamwreckError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kinesis import KinesisClient
+
+
+class AwsError(StreamwreckError):
+    """An AWS call failed in a way retrying will not fix: no credentials, no such stream, endpoint unreachable."""
+
+
+def kinesis_client(max_connections: int = 10) -> KinesisClient:
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"mode": "standard", "max_attempts": 3},
+        max_pool_connections=max_connections,
+        connect_timeout=5,
+        read_timeout=30,
+        tcp_keepalive=True,
+    )
+    try:
+        return boto3.client("kinesis", config=config)
+    except Exception as exc:
+        raise translate(exc, "creating the Kinesis client") from exc
+
+
+def dynamodb_client() -> DynamoDBClient:
+    import boto3
+    from botocore.config import Config
+
+    try:
+        return boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+    except Exception as exc:
+        raise translate(exc, "creating the DynamoDB client") from exc
+
+
+def error_code(exc: BaseException) -> str:
+    """The AWS error code of a botocore ClientError ('' for anything else)."""
+    response: Any = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def translate(exc: BaseException, doing: str, not_found: str | None = None) -> StreamwreckError:
+    """One clear line for a botocore exception raised while ``doing`` something; ``not_found`` names the resource."""
+    from botocore import exceptions as bx
+
+    if isinstance(exc, StreamwreckError):
+        return exc
+    if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
+        return AwsError(
+            f"no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (while {doing})"
+        )
+    if isinstance(exc, bx.NoRegionError):
+        return AwsError(f"no AWS region configured: set AWS_REGION (while {doing})")
+    if isinstance(exc, bx.EndpointConnectionError | bx.ConnectionClosedError | bx.ConnectTimeoutError):
+        return AwsError(f"cannot reach AWS while {doing}: {exc}")
+    if isinstance(exc, bx.ReadTimeoutError):
+        return AwsError(f"AWS did not answer in time while {doing}: {exc}")
+    if isinstance(exc, bx.ProfileNotFound):
+        return AwsError(f"{exc} (while {doing})")
+    code = error_code(exc)
+    if code == "ResourceNotFoundException" and not_found:
+        return AwsError(f"{not_found} not found (while {doing})")
+    if code in {"UnrecognizedClientException", "InvalidSignatureException", "ExpiredTokenException"}:
+        return AwsError(f"AWS rejected the credentials ({code}) while {doing}")
+    if code in {"AccessDeniedException", "AccessDenied"}:
+        return AwsError(f"access denied while {doing}: {_message(exc)}")
+    if code:
+        return AwsError(f"{code} while {doing}: {_message(exc)}")
+    if isinstance(exc, bx.BotoCoreError):
+        return AwsError(f"{type(exc).__name__} while {doing}: {exc}")
+    return AwsError(f"{type(exc).__name__} while {doing}: {exc}")
+
+
+def _message(exc: BaseException) -> str:
+    response: Any = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Message", "")) or str(exc)
+    return str(exc)

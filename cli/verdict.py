@@ -1,0 +1,193 @@
+"""What a record's evidence says about it, and what the whole check concludes. Pure: no I/O, no clocks.
+
+A record is ``processed`` when the ledger holds it once and ``duplicate`` when more than one processed event named
+it. A record the ledger does not hold is, in this order:
+
+- ``in_flight`` when the consumer has not got to it yet: it lies beyond the checkpoint of the consumer's lease on
+  its shard (``--kcl-app``), or it arrived less than the grace period ago;
+- ``unknown`` when the ledger cannot vouch for its absence: the ledger evicted entries, or a memcached node started
+  after the record arrived (its entry may have been written before the restart), or the record is older than the
+  ledger's TTL (its entry may have expired), or a node did not answer;
+- ``lost`` otherwise: the ledger was intact for the whole life of the record and has no entry for it.
+
+Never ``lost`` for want of evidence: every doubt resolves to ``in_flight`` or ``unknown``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, NamedTuple
+
+# memcached reports its start in whole seconds: a record that arrived within a second after the reported start may
+# still predate the real one.
+START_ROUNDING_SECONDS = 1.0
+
+
+class Status(StrEnum):
+    PROCESSED = "processed"
+    DUPLICATE = "duplicate"
+    IN_FLIGHT = "in_flight"
+    UNKNOWN = "unknown"
+    LOST = "lost"
+
+
+STATUSES = tuple(Status)
+
+
+class Verdict(StrEnum):
+    CLEAN = "clean"
+    GAPS = "gaps"
+    UNRELIABLE = "unreliable"
+
+
+class ExitCode:
+    CLEAN = 0
+    FAILED = 1  # lost records (and duplicates with --fail-on-duplicates)
+    ERROR = 2  # usage or infrastructure: one line on stderr
+    UNRELIABLE = 3
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """What the reconcile API said about the ledger when it answered (its ``ledger`` object)."""
+
+    healthy: bool
+    evictions: int
+    started_at: float | None  # Unix seconds; None when no node reported a start
+    ttl_seconds: int
+
+    @classmethod
+    def from_answer(cls, ledger: Mapping[str, Any]) -> LedgerView:
+        started = ledger.get("started_at")
+        return cls(
+            healthy=bool(ledger.get("healthy", False)),
+            evictions=int(ledger.get("evictions") or 0),
+            started_at=parse_time(started) if started else None,
+            ttl_seconds=int(ledger.get("ttl_seconds") or 0),
+        )
+
+
+def parse_time(text: str) -> float:
+    """ISO 8601 (a trailing Z allowed) to Unix seconds."""
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+class LeasePosition(StrEnum):
+    """Where a consumer's lease on a shard stands."""
+
+    SEQUENCE = "sequence"  # checkpointed at a record
+    SHARD_END = "shard_end"  # the shard is finished
+    TRIM_HORIZON = "trim_horizon"  # leased, nothing checkpointed yet: it starts at the oldest record
+    AT_TIMESTAMP = "at_timestamp"  # leased, nothing checkpointed yet: it starts at a time we cannot see
+    LATEST = "latest"  # leased at the tip: records before it will never be processed by it
+    NOT_LEASED = "not_leased"  # no lease yet: the consumer has not reached this shard
+    DONE = "done"  # no lease, but a descendant has one: finished and cleaned up
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    position: LeasePosition
+    sequence_number: str | None = None
+    sub_sequence_number: int = 0
+
+    def pending(self, sequence_number: str, sub_sequence_number: int) -> bool:
+        """True when the consumer will still come to this record: it lies beyond the checkpoint."""
+        if self.position is LeasePosition.SEQUENCE:
+            assert self.sequence_number is not None
+            return (int(sequence_number), sub_sequence_number) > (int(self.sequence_number), self.sub_sequence_number)
+        return self.position in (LeasePosition.TRIM_HORIZON, LeasePosition.AT_TIMESTAMP, LeasePosition.NOT_LEASED)
+
+    def describe(self) -> str:
+        if self.position is LeasePosition.SEQUENCE:
+            return f"{self.sequence_number}/{self.sub_sequence_number}"
+        return self.position.value
+
+
+class Judgement(NamedTuple):
+    status: Status
+    reason: str
+
+
+def judge(
+    *,
+    arrival: float,
+    sequence_number: str,
+    sub_sequence_number: int,
+    count: int,
+    checkpoint: Checkpoint | None,
+    ledger: LedgerView,
+    now: float,
+    grace: float,
+) -> Judgement:
+    """The status of one record. ``count`` is how many processed events the ledger holds for it (0: none)."""
+    if count > 1:
+        return Judgement(Status.DUPLICATE, f"processed {count} times")
+    if count == 1:
+        return Judgement(Status.PROCESSED, "")
+    if checkpoint is not None and checkpoint.pending(sequence_number, sub_sequence_number):
+        if checkpoint.position is LeasePosition.SEQUENCE:
+            return Judgement(Status.IN_FLIGHT, "beyond the consumer's checkpoint")
+        return Judgement(Status.IN_FLIGHT, f"consumer's lease is at {checkpoint.position.value}")
+    age = now - arrival
+    if age < grace:
+        return Judgement(Status.IN_FLIGHT, f"arrived {max(age, 0):.0f}s ago, within the grace period")
+    if not ledger.healthy:
+        return Judgement(Status.UNKNOWN, "a ledger node did not answer")
+    if ledger.evictions > 0:
+        return Judgement(Status.UNKNOWN, f"the ledger evicted {ledger.evictions} entries")
+    if ledger.started_at is None:
+        return Judgement(Status.UNKNOWN, "the ledger did not say when it started")
+    if arrival < ledger.started_at + START_ROUNDING_SECONDS:
+        return Judgement(Status.UNKNOWN, "the ledger restarted after the record arrived")
+    if age > ledger.ttl_seconds:
+        return Judgement(Status.UNKNOWN, "older than the ledger's TTL")
+    return Judgement(Status.LOST, "not in the ledger")
+
+
+def verdict(counts: Mapping[str, int]) -> Verdict:
+    if counts.get(Status.LOST, 0):
+        return Verdict.GAPS
+    if counts.get(Status.UNKNOWN, 0):
+        return Verdict.UNRELIABLE
+    return Verdict.CLEAN
+
+
+def exit_code(result: Verdict, counts: Mapping[str, int], fail_on_duplicates: bool) -> int:
+    if result is Verdict.GAPS:
+        return ExitCode.FAILED
+    if fail_on_duplicates and counts.get(Status.DUPLICATE, 0):
+        return ExitCode.FAILED
+    if result is Verdict.UNRELIABLE:
+        return ExitCode.UNRELIABLE
+    return ExitCode.CLEAN
+
+
+class Place(NamedTuple):
+    """A record's place in its shard: the order it was read in, and its identity."""
+
+    ordinal: int
+    sequence_number: str
+    sub_sequence_number: int
+    arrival: float
+
+
+class LostRange(NamedTuple):
+    shard_id: str
+    first: Place
+    last: Place
+    size: int
+
+
+def lost_ranges(shard_id: str, lost: Iterable[Place]) -> list[LostRange]:
+    """Consecutive lost records of one shard (no other record read between them) collapsed into ranges."""
+    ranges: list[LostRange] = []
+    for position in sorted(lost):
+        if ranges and ranges[-1].last.ordinal + 1 == position.ordinal:
+            previous = ranges[-1]
+            ranges[-1] = LostRange(shard_id, previous.first, position, previous.size + 1)
+        else:
+            ranges.append(LostRange(shard_id, position, position, 1))
+    return ranges
