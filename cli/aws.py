@@ -1,5 +1,8 @@
 """The AWS boundary of the CLI: boto3 clients built one way, and botocore's errors turned into one line each.
 
+Each client comes from a fresh boto3 Session: boto3's default session caches the credentials it resolved first,
+which is wrong for a command that may run many times in one process (tests, scripts importing it).
+
 Endpoints, region and credentials are boto3's own business (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_KINESIS``,
 ``AWS_REGION``, profiles, ...): nothing here names an endpoint, so production and tests run the same code.
 """
@@ -31,7 +34,7 @@ def kinesis_client(max_connections: int = 10) -> KinesisClient:
         tcp_keepalive=True,
     )
     try:
-        return boto3.client("kinesis", config=config)
+        return boto3.session.Session().client("kinesis", config=config)
     except Exception as exc:
         raise translate(exc, "creating the Kinesis client") from exc
 
@@ -41,7 +44,9 @@ def dynamodb_client() -> DynamoDBClient:
     from botocore.config import Config
 
     try:
-        return boto3.client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
+        return boto3.session.Session().client(
+            "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5})
+        )
     except Exception as exc:
         raise translate(exc, "creating the DynamoDB client") from exc
 

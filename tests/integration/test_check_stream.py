@@ -1,0 +1,453 @@
+"""`streamwreck check` against real parts: streams in kinesis-local, leases in moto's DynamoDB, ledger entries in
+the session's memcached written by the real MemcachedLedger, and a real `streamwreck api` process.
+
+Each test writes a small stream, records in the ledger what "the consumer" processed, runs the command (in process,
+through cli.main.main, exactly as the console script does) and checks the report names exactly the right records.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from cli.main import main
+from cli.produce import Written, produce
+from services.core.ledger import MemcachedLedger
+from services.core.records import RecordId
+from services.core.settings import load_settings
+from services.local import processes
+from services.local.processes import Service
+
+STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
+HALF = 2**127
+
+
+@pytest.fixture
+def kinesis(aws_env: dict[str, str]) -> Any:
+    return boto3.client("kinesis")
+
+
+@pytest.fixture
+def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
+    the_ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+    # A record that arrived within a second of memcached's start is rightly `unknown`: begin after that second.
+    started = the_ledger.health().started_at
+    assert started is not None
+    while time.time() < started.timestamp() + 2:
+        time.sleep(0.05)
+    yield the_ledger
+    the_ledger.close()
+
+
+def create_stream(kinesis: Any, name: str, shards: int) -> None:
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    wait_active(kinesis, name)
+
+
+def wait_active(kinesis: Any, name: str) -> None:
+    deadline = time.monotonic() + 30
+    while kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+        assert time.monotonic() < deadline, f"{name} did not become ACTIVE"
+        time.sleep(0.05)
+
+
+def ids(stream: str, records: Iterable[Written]) -> list[RecordId]:
+    return [RecordId(stream, r.shard_id, r.sequence_number, r.sub_sequence_number) for r in records]
+
+
+def process(ledger: MemcachedLedger, stream: str, records: Iterable[Written], event: str | None = None) -> None:
+    """What the consumer + recorder would leave behind: one processed event naming these records."""
+    ledger.record(ids(stream, records), event or uuid.uuid4().hex, int(time.time()))
+
+
+def check(api: Service, stream: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["check", "--stream", stream, "--endpoint", api.url, *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_json(
+    api: Service, stream: str, tmp_path: Path, *args: str, capsys: pytest.CaptureFixture[str]
+) -> tuple[int, dict[str, Any]]:
+    report = tmp_path / f"report-{uuid.uuid4().hex[:6]}.json"
+    code, out, _ = check(api, stream, "--format", "json", "--output", str(report), *args, capsys=capsys)
+    assert out == ""  # the report went to the file
+    return code, json.loads(report.read_text())
+
+
+def keys(records: Iterable[Any]) -> set[tuple[str, str, int]]:
+    result = set()
+    for r in records:
+        if isinstance(r, dict):
+            result.add((r["shard_id"], r["sequence_number"], r["sub_sequence_number"]))
+        else:
+            result.add((r.shard_id, r.sequence_number, r.sub_sequence_number))
+    return result
+
+
+def by_status(document: dict[str, Any], status: str) -> set[tuple[str, str, int]]:
+    return keys(r for r in document["records"] if r["status"] == status)
+
+
+def test_multi_shard_stream_names_exactly_the_unprocessed_records(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 4)
+    written = produce(kinesis, unique, 400).records
+    shard0 = [r for r in written if r.shard_id == "shardId-000000000000"]
+    missing = [shard0[10], shard0[11], written[-1] if written[-1].shard_id != shard0[0].shard_id else written[-2]]
+    process(ledger, unique, [r for r in written if r not in missing])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--batch-size", "64", capsys=capsys)
+
+    assert code == 1 and document["verdict"] == "gaps"
+    assert document["counts"] == {
+        "checked": 400,
+        "processed": 397,
+        "lost": 3,
+        "in_flight": 0,
+        "duplicate": 0,
+        "unknown": 0,
+    }
+    assert by_status(document, "lost") == keys(missing)
+    assert [r["count"] for r in document["lost_ranges"]] == [2, 1]  # two records read one after the other: one range
+    assert document["lost_ranges"][0]["first"]["sequence_number"] == shard0[10].sequence_number
+    assert document["lost_ranges"][0]["last"]["sequence_number"] == shard0[11].sequence_number
+    per_shard = {s["shard_id"]: s["checked"] for s in document["shards"]}
+    assert per_shard == {shard: sum(r.shard_id == shard for r in written) for shard in per_shard}
+    assert len(per_shard) == 4 and all(s["ended"] == "caught_up" for s in document["shards"])
+    lost = next(r for r in document["records"] if r["sequence_number"] == shard0[10].sequence_number)
+    assert lost["partition_key"] == shard0[10].partition_key and lost["approximate_arrival_timestamp"].endswith("Z")
+
+    code, out, _ = check(api_server, unique, "--grace", "0", capsys=capsys)  # the table, on stdout
+    assert code == 1
+    assert "GAPS (exit 1)" in out and "Lost records (3, in 2 ranges)" in out
+    assert f"{shard0[10].sequence_number}/0" in out
+
+
+def test_split_and_merge_parents_are_read_before_children(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 2)
+    written = produce(kinesis, unique, 60).records
+    kinesis.split_shard(StreamName=unique, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(HALF // 2))
+    wait_active(kinesis, unique)
+    written += produce(kinesis, unique, 60).records  # into 2 (low half of 0), 3 (high half of 0) and 1
+    kinesis.merge_shards(
+        StreamName=unique, ShardToMerge="shardId-000000000003", AdjacentShardToMerge="shardId-000000000001"
+    )
+    wait_active(kinesis, unique)
+    written += produce(kinesis, unique, 60).records  # into 2 and 4
+    shards = {r.shard_id for r in written}
+    assert shards == {f"shardId-00000000000{n}" for n in range(5)}
+    missing = [next(r for r in written if r.shard_id == shard) for shard in sorted(shards)]
+    process(ledger, unique, [r for r in written if r not in missing])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--concurrency", "4", capsys=capsys)
+
+    assert code == 1
+    assert document["counts"]["checked"] == 180 and document["counts"]["lost"] == 5
+    assert by_status(document, "lost") == keys(missing)
+    report = {s["shard_id"]: s for s in document["shards"]}
+    assert report["shardId-000000000002"]["parent_shard_ids"] == ["shardId-000000000000"]
+    assert sorted(report["shardId-000000000004"]["parent_shard_ids"]) == [
+        "shardId-000000000001",
+        "shardId-000000000003",
+    ]
+    for shard_id in ("shardId-000000000000", "shardId-000000000001", "shardId-000000000003"):
+        assert report[shard_id]["state"] == "closed" and report[shard_id]["ended"] == "shard_end"
+    for shard in report.values():
+        assert shard["checked"] == sum(r.shard_id == shard["shard_id"] for r in written)
+        for parent in shard["parent_shard_ids"]:
+            assert report[parent]["read_finished_at"] <= shard["read_started_at"], (parent, shard["shard_id"])
+    order = [s["shard_id"] for s in document["shards"]]
+    assert order.index("shardId-000000000003") < order.index("shardId-000000000004")
+
+
+def test_one_lost_sub_record_among_aggregated_ones(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 2)
+    produced = produce(kinesis, unique, 120, aggregate=True, per_aggregate=12)
+    written = produced.records
+    assert produced.kinesis_records < 20 and max(r.sub_sequence_number for r in written) == 11
+    victim = next(r for r in written if r.sub_sequence_number == 5)
+    process(ledger, unique, [r for r in written if r != victim])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", capsys=capsys)
+
+    assert code == 1
+    assert document["counts"]["checked"] == 120 and document["counts"]["processed"] == 119
+    assert by_status(document, "lost") == keys([victim])
+    lost = document["records"][0]
+    assert lost["sub_sequence_number"] == 5 and lost["partition_key"] == victim.partition_key
+    assert sum(s["kinesis_records"] for s in document["shards"]) == produced.kinesis_records
+
+
+def kcl_lease_table(dynamodb: Any, name: str) -> None:
+    """A lease table as KCL 3 creates it: leaseKey hash key, on-demand, the lease-owner index."""
+    dynamodb.create_table(
+        TableName=name,
+        KeySchema=[{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        AttributeDefinitions=[
+            {"AttributeName": "leaseKey", "AttributeType": "S"},
+            {"AttributeName": "leaseOwner", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "LeaseOwnerToLeaseKeyIndex",
+                "KeySchema": [
+                    {"AttributeName": "leaseOwner", "KeyType": "HASH"},
+                    {"AttributeName": "leaseKey", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+            }
+        ],
+    )
+
+
+def put_lease(dynamodb: Any, table: str, shard_id: str, checkpoint: str, sub: int = 0) -> None:
+    dynamodb.put_item(
+        TableName=table,
+        Item={
+            "leaseKey": {"S": shard_id},
+            "leaseOwner": {"S": "worker-a"},
+            "leaseCounter": {"N": "42"},
+            "checkpoint": {"S": checkpoint},
+            "checkpointSubSequenceNumber": {"N": str(sub)},
+            "ownerSwitchesSinceCheckpoint": {"N": "0"},
+            "startingHashKey": {"S": "0"},
+            "endingHashKey": {"S": str(2**128 - 1)},
+        },
+    )
+
+
+def test_records_beyond_the_consumers_checkpoint_are_in_flight(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 3)
+    written = produce(kinesis, unique, 150).records
+    shard = {n: [r for r in written if r.shard_id == f"shardId-00000000000{n}"] for n in range(3)}
+    dynamodb = boto3.client("dynamodb")
+    kcl_lease_table(dynamodb, unique)
+    # shard 0: checkpointed at its 10th record; the 5th was skipped, the rest not reached yet
+    put_lease(dynamodb, unique, "shardId-000000000000", shard[0][9].sequence_number)
+    process(ledger, unique, [r for r in shard[0][:10] if r != shard[0][4]])
+    # shard 1: leased, nothing checkpointed yet (TRIM_HORIZON); nothing processed
+    put_lease(dynamodb, unique, "shardId-000000000001", "TRIM_HORIZON")
+    # shard 2: checkpointed at its last record; one record skipped
+    put_lease(dynamodb, unique, "shardId-000000000002", shard[2][-1].sequence_number)
+    process(ledger, unique, shard[2][1:])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--kcl-app", unique, capsys=capsys)
+
+    assert code == 1
+    assert by_status(document, "lost") == keys([shard[0][4], shard[2][0]])
+    assert by_status(document, "in_flight") == keys(shard[0][10:] + shard[1])
+    assert {r["reason"] for r in document["records"] if r["status"] == "in_flight"} == {
+        "beyond the consumer's checkpoint",
+        "consumer's lease is at trim_horizon",
+    }
+    checkpoints = {s["shard_id"]: s["checkpoint"] for s in document["shards"]}
+    assert checkpoints["shardId-000000000000"] == f"{shard[0][9].sequence_number}/0"
+    assert checkpoints["shardId-000000000001"] == "trim_horizon"
+
+    # Without the lease table the same evidence can only say "lost" for everything not in the ledger.
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", capsys=capsys)
+    assert code == 1 and document["counts"]["lost"] == 2 + len(shard[0][10:]) + len(shard[1])
+
+    code, out, err = check(api_server, unique, "--kcl-app", f"{unique}-nope", capsys=capsys)
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and f"the KCL lease table '{unique}-nope' does not exist" in err
+
+
+def test_new_records_within_the_grace_are_in_flight(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 1)
+    written = produce(kinesis, unique, 30).records
+    process(ledger, unique, written[:20])
+
+    code, document = check_json(api_server, unique, tmp_path, capsys=capsys)  # default --grace 60
+    assert code == 0 and document["verdict"] == "clean"
+    assert by_status(document, "in_flight") == keys(written[20:])
+    assert all("within the grace period" in r["reason"] for r in document["records"])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", capsys=capsys)
+    assert code == 1 and by_status(document, "lost") == keys(written[20:])
+
+
+def test_a_record_processed_twice_is_a_duplicate(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 1)
+    written = produce(kinesis, unique, 10).records
+    process(ledger, unique, written)
+    process(ledger, unique, written[3:4])  # a second event names record 3 again
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", capsys=capsys)
+    assert code == 0 and document["verdict"] == "clean"
+    assert document["counts"]["duplicate"] == 1 and document["counts"]["processed"] == 9
+    assert document["records"] == [
+        {
+            "shard_id": written[3].shard_id,
+            "sequence_number": written[3].sequence_number,
+            "sub_sequence_number": 0,
+            "status": "duplicate",
+            "reason": "processed 2 times",
+            "partition_key": written[3].partition_key,
+            "approximate_arrival_timestamp": document["records"][0]["approximate_arrival_timestamp"],
+            "count": 2,
+        }
+    ]
+    code, _ = check_json(api_server, unique, tmp_path, "--grace", "0", "--fail-on-duplicates", capsys=capsys)
+    assert code == 1
+
+
+def test_export_and_redrive_the_lost_records(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 2)
+    create_stream(kinesis, f"{unique}-redrive", 1)
+    written = produce(kinesis, unique, 20).records + produce(kinesis, unique, 20, aggregate=True).records
+    missing = [written[2], written[3], next(r for r in written if r.sub_sequence_number == 2)]
+    process(ledger, unique, [r for r in written if r not in missing])
+    export = tmp_path / "lost.jsonl"
+
+    code, _, err = check(
+        api_server,
+        unique,
+        "--grace",
+        "0",
+        "--quiet",
+        "--export",
+        str(export),
+        "--redrive-to",
+        f"{unique}-redrive",
+        capsys=capsys,
+    )
+
+    assert code == 1 and err == ""  # --quiet: nothing on stderr
+    lines = [json.loads(line) for line in export.read_text().splitlines()]
+    assert keys(lines) == keys(missing)
+    by_key = {(r.shard_id, r.sequence_number, r.sub_sequence_number): r for r in missing}
+    for line in lines:
+        original = by_key[(line["shard_id"], line["sequence_number"], line["sub_sequence_number"])]
+        assert base64.b64decode(line["data"]) == original.data
+        assert line["partition_key"] == original.partition_key and line["stream"] == unique
+    target = f"{unique}-redrive"
+    iterator = kinesis.get_shard_iterator(
+        StreamName=target, ShardId="shardId-000000000000", ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    redriven = kinesis.get_records(ShardIterator=iterator)["Records"]
+    assert sorted((r["PartitionKey"], r["Data"]) for r in redriven) == sorted(
+        (r.partition_key, r.data) for r in missing
+    )
+
+
+def test_since_and_until_bound_the_records_checked(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 1)
+    before = produce(kinesis, unique, 10).records
+    boundary = int(time.time()) + 1  # kinesis-local resolves timestamps to the second
+    while time.time() < boundary + 0.2:
+        time.sleep(0.02)
+    after = produce(kinesis, unique, 15).records
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(boundary))
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--since", at, capsys=capsys)
+    assert code == 1 and by_status(document, "lost") == keys(after)
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--until", at, capsys=capsys)
+    assert code == 1 and by_status(document, "lost") == keys(before)
+    assert document["shards"][0]["ended"] == "until"
+
+
+def test_usage_and_infrastructure_errors_are_one_line(
+    kinesis: Any, api_server: Service, unique: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = check(api_server, f"{unique}-missing", capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err == f"streamwreck check: error: stream '{unique}-missing' not found (while listing the shards of " + (
+        f"'{unique}-missing')\n"
+    )
+    create_stream(kinesis, unique, 1)
+    code, _, err = check(api_server, unique, "--shard", "shardId-000000000009", capsys=capsys)
+    assert code == 2 and err.count("\n") == 1 and "has no shard 'shardId-000000000009'" in err
+
+
+def test_api_down_exits_2_with_one_line(aws_env: dict[str, str], kinesis: Any, unique: str) -> None:
+    create_stream(kinesis, unique, 1)
+    produce(kinesis, unique, 5)
+    nobody = f"http://127.0.0.1:{processes.free_port()}"
+    result = subprocess.run(
+        [STREAMWRECK, "check", "--stream", unique, "--endpoint", nobody],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith(f"streamwreck check: error: the reconcile API at {nobody} is unreachable")
+
+
+def test_no_credentials_exits_2_with_one_line(
+    aws_env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    assert main(["check", "--stream", "anything"]) == 2
+    assert capsys.readouterr().err.startswith("streamwreck check: error: no AWS credentials found")
