@@ -179,7 +179,7 @@ def locked(directory: Path) -> Iterator[None]:
 # --- processes: identity, liveness, stopping ------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[int, int, str] | None:
+def proc_stat(pid: int) -> tuple[int, int, str] | None:
     """(process group, start time, state) from /proc/<pid>/stat; None if there is no such process."""
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -191,12 +191,12 @@ def _stat(pid: int) -> tuple[int, int, str] | None:
 
 
 def start_time(pid: int) -> int | None:
-    stat = _stat(pid)
+    stat = proc_stat(pid)
     return stat[1] if stat else None
 
 
 def part_alive(part: Part) -> bool:
-    stat = _stat(part.pid)
+    stat = proc_stat(part.pid)
     if stat is None:
         return False if Path("/proc/self/stat").exists() else processes.pid_alive(part.pid)
     return stat[2] != "Z" and (part.started is None or stat[1] == part.started)
@@ -210,7 +210,7 @@ def group_members(part: Part) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        stat = _stat(int(entry.name))
+        stat = proc_stat(int(entry.name))
         if stat is None or stat[0] != part.pid or stat[2] == "Z":
             continue
         if part.started is not None and stat[1] < part.started:

@@ -1,0 +1,79 @@
+"""The demo's own verdict on the checker's verdict: are the records it names as lost exactly the ones the demo rule
+skipped? Run by ``scripts/demo.sh`` after ``streamwreck check``:
+
+    python -m services.local.demo --dir .streamwreck/demo --report report.json
+
+It reads the stream itself (every user record, aggregates unpacked), applies the rule (sequence number divisible
+by the stack's --skip-every) and compares with the ``lost`` records of the checker's JSON report. Exit 0 if they
+match exactly, 1 if not (naming the differences).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from services.core.records import RecordId
+
+
+def records_in_report(report: Mapping[str, Any], stream: str, status: str) -> set[RecordId]:
+    """The records of one status in a ``streamwreck check --format json`` report (it lists every record that was
+    not simply processed, with its status)."""
+    return {
+        RecordId(stream, r["shard_id"], r["sequence_number"], int(r.get("sub_sequence_number", 0)))
+        for r in report.get("records", [])
+        if r.get("status") == status
+    }
+
+
+def describe(record: RecordId) -> str:
+    return f"{record.shard_id} {record.sequence_number}/{record.sub_sequence_number}"
+
+
+def compare(expected: Iterable[RecordId], reported: Iterable[RecordId]) -> tuple[set[RecordId], set[RecordId]]:
+    """(skipped but not reported lost, reported lost but not skipped)."""
+    expected, reported = set(expected), set(reported)
+    return expected - reported, reported - expected
+
+
+def main(argv: list[str] | None = None) -> int:
+    from services.local import progress, stack
+
+    parser = argparse.ArgumentParser(prog="python -m services.local.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dir", type=Path, required=True, help="the stack's folder")
+    parser.add_argument("--report", type=Path, required=True, help="the checker's JSON report")
+    args = parser.parse_args(argv)
+    state = stack.status(args.dir)
+    kinesis, *_ = stack.clients(state)
+    records = progress.read_stream(kinesis, state.stream).records
+    skipped = {r for r in records if progress.skipped_by_demo_rule(r.sequence_number, state.skip_every)}
+    report = json.loads(args.report.read_text())
+    missed, extra = compare(skipped, records_in_report(report, state.stream, "lost"))
+    rule = f"sequence number divisible by {state.skip_every}" if state.skip_every else "none skipped"
+    print(f"demo rule ({rule}): the processor skipped {len(skipped)} of the {len(records)} records in the stream")
+    counts = report.get("counts", {})
+    others = {status: counts.get(status, 0) for status in ("in_flight", "unknown", "duplicate")}
+    for record in sorted(skipped, key=RecordId.sort_key)[:5]:
+        print(f"  e.g. {describe(record)}")
+    if not missed and not extra and not others["in_flight"] and not others["unknown"]:
+        print(f"the checker named exactly those {len(skipped)} records as lost, and no other record")
+        if others["duplicate"]:
+            print(f"(and {others['duplicate']} records processed more than once: at-least-once delivery)")
+        return 0
+    for record in sorted(missed, key=RecordId.sort_key)[:10]:
+        print(f"  skipped but not reported lost: {describe(record)}")
+    for record in sorted(extra, key=RecordId.sort_key)[:10]:
+        print(f"  reported lost but processed: {describe(record)}")
+    print(
+        f"MISMATCH: {len(missed)} skipped records not reported lost, {len(extra)} reported lost that were processed,"
+        f" {others['in_flight']} in flight, {others['unknown']} unknown"
+    )
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""The demo rule end to end: a consumer that skips every record whose sequence number divides by 5, and a checker that
+must name exactly those records as lost, no more and no fewer, across KPL aggregation and a shard split."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from e2e_stack import LocalStack, check, start_stack, statuses, write_across_a_split
+
+from services.core.records import RecordId
+from services.local import progress, stack
+
+SKIP_EVERY = 5
+
+
+@pytest.fixture(scope="module")
+def demo_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    yield from start_stack(tmp_path_factory.mktemp("demo-stack"), "--shards", "4", "--skip-every", str(SKIP_EVERY))
+
+
+def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_split(
+    demo_stack: LocalStack, tmp_path: Path
+) -> None:
+    kinesis = demo_stack.client("kinesis")
+    parent = write_across_a_split(demo_stack, aggregated=1000, plain=2500)
+
+    wait = demo_stack.run("local", "wait", "--dir", str(demo_stack.dir), "--timeout", "180")
+    assert wait.returncode == 0, wait.stderr
+    code, report = check(demo_stack, tmp_path, "--grace", "0")
+
+    contents = progress.read_stream(kinesis, demo_stack.stream)
+    records = contents.records
+    children = [shard for shard, parents in contents.parents.items() if parent in parents]
+    assert len(children) == 2 and all(any(r.shard_id == child for r in records) for child in children)
+    assert any(r.shard_id == parent for r in records)  # records before and after the split
+    assert len(records) == 3500
+    skipped = {r for r in records if progress.skipped_by_demo_rule(r.sequence_number, SKIP_EVERY)}
+    assert any(r.sub_sequence_number > 0 for r in skipped)  # whole aggregates skipped, every sub-record lost
+    listed = statuses(report, demo_stack.stream)
+    lost = {r for r, status in listed.items() if status == "lost"}
+    assert lost == skipped
+    assert {status for status in listed.values()} <= {"lost", "duplicate"}
+    assert report["counts"]["checked"] == len(records)
+    assert report["counts"]["processed"] + report["counts"]["duplicate"] == len(records) - len(skipped)
+    assert report["verdict"] == "gaps"
+    assert code == 1
+
+
+def test_records_the_consumer_has_not_reached_are_in_flight_not_lost(demo_stack: LocalStack, tmp_path: Path) -> None:
+    state = stack.load(demo_stack.dir)
+    assert state is not None
+    processor = state.part("processor")
+    assert processor is not None
+    # Pause the consumer (the daemon and its record processors): the new records lie beyond its checkpoints.
+    paused = stack.group_members(processor)
+    for pid in paused:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        produced = demo_stack.run("produce", "--stream", demo_stack.stream, "--count", "200", "--format", "json")
+        assert produced.returncode == 0, produced.stderr
+        fresh = {
+            RecordId(demo_stack.stream, r["shard_id"], r["sequence_number"], r["sub_sequence_number"])
+            for r in json.loads(produced.stdout)["records"]
+        }
+        _, paused_report = check(demo_stack, tmp_path, "--grace", "0")  # only the checkpoints can tell
+    finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
+    listed = statuses(paused_report, demo_stack.stream)
+    assert {listed.get(record) for record in fresh} == {"in_flight"}
+    beyond = {r["reason"] for r in paused_report["records"] if r["status"] == "in_flight"}
+    assert beyond == {"beyond the consumer's checkpoint"}
+
+    # Running again, and checked at once with the default grace: nothing just written is lost.
+    again = demo_stack.run("produce", "--stream", demo_stack.stream, "--count", "200", "--format", "json")
+    newest = {
+        RecordId(demo_stack.stream, r["shard_id"], r["sequence_number"], r["sub_sequence_number"])
+        for r in json.loads(again.stdout)["records"]
+    }
+    _, report = check(demo_stack, tmp_path)
+    listed = statuses(report, demo_stack.stream)
+    assert not {r for r in newest if listed.get(r) == "lost"}
+    skipped = {r for r in newest if progress.skipped_by_demo_rule(r.sequence_number, SKIP_EVERY)}
+    assert skipped and {listed.get(r) for r in skipped} == {"in_flight"}
