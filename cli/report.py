@@ -126,7 +126,7 @@ def _shard(
         "state": "closed" if shard.closed else "open",
         "ended": stats.ended or "not_read",
         "checked": sum(counts.values()),
-        **{status.value: counts.get(status, 0) for status in STATUSES},
+        **{status: counts.get(status, 0) for status in COUNT_ORDER},
         "kinesis_records": stats.kinesis_records,
         "first_sequence_number": stats.first_sequence_number,
         "last_sequence_number": stats.last_sequence_number,
@@ -362,12 +362,13 @@ def render_html(document: Mapping[str, Any]) -> str:
         )
         + f" &nbsp; time buckets of {document.get('timeline_bucket_seconds', 1)} s</p>",
     ]
+    bucket = int(document.get("timeline_bucket_seconds") or 1)
     for shard in document["shards"]:
         parents = ", ".join(shard["parent_shard_ids"]) or "none"
         parts.append(
             f'<section class="shard" id="{e(shard["shard_id"])}"><h3>{e(shard["shard_id"])} '
             f"<small>{e(shard['state'])}, parents: {e(parents)}, {shard['checked']:,} checked, "
-            f"{shard['lost']:,} lost</small></h3>{_chart(shard)}</section>"
+            f"{shard['lost']:,} lost</small></h3>{_chart(shard, bucket)}</section>"
         )
     ranges = document["lost_ranges"]
     parts.append(f"<h2>Lost records ({counts['lost']:,}) in ranges</h2>")
@@ -430,32 +431,32 @@ h1 .verdict.clean{color:#2ca02c}h1 .verdict.gaps{color:#d62728}h1 .verdict.unrel
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:2px 8px;text-align:left;
 font-size:13px}th{background:#f4f4f4}td.lost,tr.lost{color:#d62728}tr.unknown{color:#b8860b}
 section.shard{display:inline-block;vertical-align:top;margin:0 1.5em 1.5em 0}h3 small{font-weight:normal;color:#666}
-.legend span{margin-right:1.5em}svg text{font-size:11px;fill:#444}code{font-size:12px}
+.legend span{margin-right:1.5em}svg text{font-size:11px;fill:#444}code{font-size:12px}h1 code{font-size:1em}
+td{overflow-wrap:anywhere;max-width:36em}
 """
 
 _W, _H, _PAD_L, _PAD_R, _PAD_T, _PAD_B = 520, 220, 56, 12, 10, 34
 
 
-def _chart(shard: Mapping[str, Any]) -> str:
-    """Cumulative records written, processed and lost over time, as inline SVG."""
+def _chart(shard: Mapping[str, Any], bucket: int) -> str:
+    """Cumulative records written, processed and lost over time, as inline SVG: one point per bucket boundary."""
     points = shard.get("timeline") or []
     sid = html.escape(shard["shard_id"])
     if not points:
         return (
             f'<svg class="chart" data-shard="{sid}" width="{_W}" height="40"><text x="4" y="20">no records</text></svg>'
         )
-    series: dict[str, list[int]] = {"written": [], "processed": [], "lost": []}
-    totals = dict.fromkeys(series, 0)
+    series: dict[str, list[int]] = {"written": [0], "processed": [0], "lost": [0]}
     for _, written, processed, lost in points:
         for name, value in (("written", written), ("processed", processed), ("lost", lost)):
-            totals[name] += value
-            series[name].append(totals[name])
+            series[name].append(series[name][-1] + value)
+    totals = {name: values[-1] for name, values in series.items()}
     top = max(1, totals["written"])
-    n = len(points)
+    n = len(points)  # buckets; n + 1 boundaries
     width, height = _W - _PAD_L - _PAD_R, _H - _PAD_T - _PAD_B
 
     def x(i: int) -> float:
-        return _PAD_L + (width * i / (n - 1) if n > 1 else width / 2)
+        return _PAD_L + width * i / n
 
     def y(v: int) -> float:
         return _PAD_T + height - height * v / top
@@ -471,22 +472,22 @@ def _chart(shard: Mapping[str, Any]) -> str:
             f'<text x="{_PAD_L - 6}" y="{y(value) + 4:.1f}" text-anchor="end">{value:,}</text>'
             f'<line x1="{_PAD_L}" x2="{_PAD_L + width}" y1="{y(value):.1f}" y2="{y(value):.1f}" stroke="#eee"/>'
         )
-    for index in sorted({0, n - 1}):
-        label = str(points[index][0])[11:19]
-        out.append(f'<text x="{x(index):.1f}" y="{_H - 12}" text-anchor="middle">{label}</text>')
+    first = datetime.fromisoformat(str(points[0][0]).replace("Z", "+00:00")).timestamp()
+    for index, anchor in ((0, "start"), (n, "end")):
+        label = (iso(first + index * bucket) or "")[11:19]
+        out.append(f'<text x="{x(index):.1f}" y="{_H - 12}" text-anchor="{anchor}">{label} UTC</text>')
     for name in ("written", "processed", "lost"):
         coords = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(series[name]))
-        if n == 1:
-            coords = f"{_PAD_L},{y(series[name][0]):.1f} {_PAD_L + width},{y(series[name][0]):.1f}"
         out.append(
             f'<polyline class="{name}" data-total="{totals[name]}" points="{coords}" fill="none" '
             f'stroke="{_COLORS[name]}" stroke-width="{3 if name == "lost" else 2}"/>'
         )
-    for i, (_, _, _, lost) in enumerate(points):
+    for i, (at, _, _, lost) in enumerate(points):
         if lost:
             out.append(
-                f'<circle class="lost-mark" cx="{x(i):.1f}" cy="{y(series["lost"][i]):.1f}" r="4" '
-                f'fill="{_COLORS["lost"]}"><title>{lost} lost at {html.escape(str(points[i][0]))}</title></circle>'
+                f'<circle class="lost-mark" cx="{x(i + 1):.1f}" cy="{y(series["lost"][i + 1]):.1f}" r="4" '
+                f'fill="{_COLORS["lost"]}"><title>{lost} lost in the {bucket} s from {html.escape(str(at))}</title>'
+                "</circle>"
             )
     out.append("</svg>")
     return "".join(out)
