@@ -35,7 +35,6 @@ examples:
   streamwreck produce --stream new-stream --create --shards 4 --count 100 --format json"""
 
 MAX_ENTRIES = 500
-MAX_REQUEST_BYTES = 5 * 1024 * 1024
 
 
 class Written(NamedTuple):
@@ -203,7 +202,10 @@ def produce(
         entries = [({"Data": data, "PartitionKey": key}, [(key, data)]) for key, data in users]
     sent = 0
     index = 0
-    for batch in batches([entry for entry, _ in entries]):
+    per_request = MAX_ENTRIES
+    if rate:  # about five requests a second, so that the rate holds within a second too
+        per_request = max(1, min(MAX_ENTRIES, int(rate / 5 / (per_aggregate if aggregate else 1))))
+    for batch in batches([entry for entry, _ in entries], per_request):
         results = put_all(kinesis, stream, batch, sleep=sleep)
         for result in results:
             carried = entries[index][1]

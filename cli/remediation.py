@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cli.aws import AwsError, translate
 from cli.reading import UserRecord, backoff
 from cli.report import iso
+from services.core.errors import StreamwreckError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -47,7 +48,7 @@ def export(path: Path, stream: str, records: Sequence[UserRecord]) -> int:
             for record in records:
                 out.write(export_line(stream, record) + "\n")
     except OSError as exc:
-        raise AwsError(f"cannot write --export file {path}: {exc.strerror or exc}") from None
+        raise StreamwreckError(f"cannot write --export file {path}: {exc.strerror or exc}") from None
     return len(records)
 
 
@@ -61,13 +62,13 @@ def entries(records: Sequence[UserRecord]) -> list[dict[str, Any]]:
     return result
 
 
-def batches(items: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """PutRecords requests: at most 500 entries and 5 MiB (data plus partition keys) each."""
+def batches(items: Sequence[dict[str, Any]], max_entries: int = MAX_ENTRIES) -> Iterator[list[dict[str, Any]]]:
+    """PutRecords requests: at most 500 (or ``max_entries``) entries and 5 MiB (data plus partition keys) each."""
     batch: list[dict[str, Any]] = []
     size = 0
     for item in items:
         item_size = len(item["Data"]) + len(item["PartitionKey"].encode())
-        if batch and (len(batch) == MAX_ENTRIES or size + item_size > MAX_REQUEST_BYTES):
+        if batch and (len(batch) >= min(max_entries, MAX_ENTRIES) or size + item_size > MAX_REQUEST_BYTES):
             yield batch
             batch, size = [], 0
         batch.append(item)
