@@ -63,6 +63,19 @@ def running(pid: int) -> bool:
     return stat is not None and stat[2] != "Z"
 
 
+def log_holders(folder: Path) -> list[int]:
+    """Processes with a file under ``folder`` open: every part of the stack writes its log there."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        if any(target.startswith(str(folder)) for target in targets):
+            found.append(int(fd_dir.parent.name))
+    return found
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -111,7 +124,7 @@ def start_stack(folder: Path, *args: str) -> Iterator[LocalStack]:
         if stack.load(folder) is not None:
             pids = local.pids()
             subprocess.run([STREAMWRECK, "local", "down", "--dir", str(folder)], env=base_env(), check=False)
-            leftovers = [pid for pid in pids if running(pid)]
+            leftovers = [pid for pid in pids if running(pid)] + log_holders(folder)
             assert not leftovers, f"local down left processes running: {leftovers}"
 
 

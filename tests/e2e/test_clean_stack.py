@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_stack import LocalStack, check, running, start_stack, write_across_a_split
+from e2e_stack import LocalStack, check, log_holders, running, start_stack, write_across_a_split
 
 from services.local import progress, stack
 
@@ -76,6 +76,7 @@ def test_down_stops_every_process_of_the_stack_and_is_safe_twice(clean_stack: Lo
     down = clean_stack.run("local", "down", "--dir", str(clean_stack.dir))
     assert down.returncode == 0
     assert [pid for pid in pids if running(pid)] == []
+    assert log_holders(clean_stack.dir) == []
     assert not (clean_stack.dir / "stack.json").exists()
     assert clean_stack.run("local", "down", "--dir", str(clean_stack.dir)).returncode == 0
     assert clean_stack.run("local", "status", "--dir", str(clean_stack.dir)).returncode == 1

@@ -3,7 +3,10 @@ and never signals a process that merely reuses a recorded pid."""
 
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -64,3 +67,38 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def holders(folder: Path) -> list[int]:
+    """Processes with a file of ``folder`` open (every part of the stack writes its log there)."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        if any(target.startswith(str(folder)) for target in targets):
+            found.append(int(fd_dir.parent.name))
+    return found
+
+
+def test_a_part_that_fails_to_start_is_named_with_its_log_and_everything_started_is_stopped(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = [str(Path(sys.executable).with_name("streamwreck")), "local", "up", "--dir", str(tmp_path)]
+        result = subprocess.run(
+            [*command, "--moto-port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    assert result.returncode == 2
+    error = result.stderr.strip().splitlines()
+    assert any(line.startswith("streamwreck local: error: moto exited with") for line in error), result.stderr
+    assert "stopping what was started" in result.stderr
+    assert (tmp_path / "logs" / "kinesis-local.log").exists()  # started beside moto, and then stopped
+    assert holders(tmp_path) == []
+    assert not (tmp_path / "stack.json").exists()

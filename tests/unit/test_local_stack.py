@@ -130,3 +130,23 @@ def test_resource_names_and_policies() -> None:
     policy = json.loads(resources.queue_policy("arn:q", "arn:t"))["Statement"][0]
     assert policy["Resource"] == "arn:q"
     assert policy["Condition"] == {"ArnEquals": {"aws:SourceArn": "arn:t"}}
+
+
+def test_missing_prerequisites_name_what_to_install_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
+    monkeypatch.setattr(stack.Path, "exists", lambda self: False)
+    monkeypatch.setattr(stack, "find_kcl_jars", lambda: None)
+    monkeypatch.setattr(stack.processes, "find_kinesis_local", _raise_start_error)
+    missing = stack.missing_prerequisites()
+    assert [line.split(" is missing")[0].split(" are missing")[0] for line in missing] == [
+        "memcached",
+        "java",
+        "node",
+        "kinesis-local",
+        "the KCL jars",
+    ]
+    assert all("\n" not in line and ("install" in line or "make setup" in line) for line in missing)
+
+
+def _raise_start_error() -> None:
+    raise stack.StartError("not there")
