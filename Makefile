@@ -60,3 +60,5 @@ bench: setup ## the benchmarks under bench/
 
 clean: ## remove what setup built
 	rm -rf $(VENV) build node_modules .pytest_cache .mypy_cache .ruff_cache
+
+include deploy.mk

@@ -26,24 +26,42 @@ examples:
 
 'streamwreck COMMAND --help' explains each command."""
 
-# name -> (module with add_arguments(parser) and run(args) -> int, one-line help)
-COMMANDS: dict[str, tuple[str, str]] = {
-    "check": ("cli.checker", "read every shard and report which records were not processed"),
-    "produce": ("cli.produce", "write test records to a stream (optionally KPL-aggregated)"),
-    "local": ("cli.local", "start, inspect or stop the embedded local stack (no Docker, no AWS account)"),
-    "api": ("cli.services", "run the reconcile API (FastAPI + uvicorn)"),
-    "recorder": ("cli.services", "run the recorder: processed events from SQS -> ledger entries in memcached"),
-    "processor": ("services.processor.kcl_app", "run the KCL consumer under the MultiLangDaemon"),
+# name -> (module with add_arguments(parser, name) and run(args) -> int, the extra it needs, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "check": ("cli.checker", "cli", "read every shard and report which records were not processed"),
+    "produce": ("cli.produce", "cli", "write test records to a stream (optionally KPL-aggregated)"),
+    "local": ("cli.local", "local", "start, inspect or stop the embedded local stack (no Docker, no AWS account)"),
+    "api": ("cli.services", "api", "run the reconcile API (FastAPI + uvicorn)"),
+    "recorder": (
+        "cli.services",
+        "recorder",
+        "run the recorder: processed events from SQS -> ledger entries in memcached",
+    ),
+    "processor": ("services.processor.kcl_app", "processor", "run the KCL consumer under the MultiLangDaemon"),
 }
 
 
-def _load(module_name: str) -> ModuleType | None:
+def _load(module_name: str) -> ModuleType | str:
+    """The command's module, or the name of the third-party package it lacks (an image installs one extra)."""
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name != module_name:
+        missing = (exc.name or "").split(".")[0]
+        if missing in {"services", "cli"}:
             raise
-        return None
+        return missing
+
+
+def _missing(name: str, package: str, extra: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(
+            f"streamwreck {name}: needs the Python package {package!r}, which this installation lacks: "
+            f"pip install 'streamwreck[{extra}]'",
+            file=sys.stderr,
+        )
+        return 2
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,9 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="streamwreck", description=DESCRIPTION, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, (module_name, help_text) in COMMANDS.items():
+    for name, (module_name, extra, help_text) in COMMANDS.items():
         module = _load(module_name)
-        if module is None:
+        if isinstance(module, str):
+            sub = commands.add_parser(name, help=f"{help_text} (not installed: needs the {extra!r} extra)")
+            sub.set_defaults(run=_missing(name, module, extra))
             continue
         describe = getattr(module, "describe", None)
         sub = commands.add_parser(

@@ -190,24 +190,7 @@ def extra_modules(extra: str, extras: dict[str, list[str]]) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize(
-    "image",
-    [
-        pytest.param(
-            image,
-            marks=[]
-            if image[0] == "processor"
-            else pytest.mark.xfail(
-                strict=True,
-                reason="cli.main builds its parser by importing every command module, and "
-                "services.processor.kcl_app imports amazon_kclpy at module level: without the processor extra, "
-                "`streamwreck` dies before parsing. Fix in cli/main.py's _load (skip a command whose third-party "
-                "dependency is absent), then drop this mark.",
-            ),
-        )
-        for image in sorted(IMAGES, key=str)
-    ],
-)
+@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
 def test_each_image_starts_its_command_with_only_its_extra(image: tuple[str, str | None]) -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     extra, command = IMAGES[image]
