@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.core.errors import StreamwreckError
+
 if TYPE_CHECKING:
     from cli.verdict import Checkpoint
     from services.core.records import RecordId
@@ -65,7 +67,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         metavar="N",
         help="the processor skips records whose sequence number divides by N (default 5; 0 = process all)",
     )
-    up.add_argument("--stream", default="demo", help="stream name (default demo; the KCL application is NAME-consumer)")
+    up.add_argument(
+        "--stream",
+        type=_stream_name,
+        default="demo",
+        help="stream name (default demo); the KCL application is NAME-consumer, the topic NAME-processed",
+    )
     up.add_argument("--region", default="us-east-1", help="region the emulators report (default us-east-1)")
     for part in ("api", "kinesis", "moto", "memcached"):
         up.add_argument(f"--{part}-port", type=_port, metavar="PORT", help=f"{part} port (default: any free port)")
@@ -88,6 +95,16 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     wait.add_argument("--quiet", action="store_true", help="no progress lines")
 
     action("down", "stop everything 'up' started")
+
+
+def _stream_name(value: str) -> str:
+    from services.local.resources import MAX_STREAM_NAME
+
+    if not value or len(value) > MAX_STREAM_NAME or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
+        raise argparse.ArgumentTypeError(
+            f"must be 1 to {MAX_STREAM_NAME} characters of a-z, A-Z, 0-9, '-' or '_' (the queue names derive from it)"
+        )
+    return value
 
 
 def _positive(value: str) -> int:
@@ -223,12 +240,19 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
+    import httpx
+
+    from cli.aws import translate
     from cli.leases import checkpoints, read_leases
     from services.local import progress, stack
 
     state = stack.status(args.dir)
     kinesis, _, _, dynamodb = stack.clients(state)
-    contents = progress.read_stream(kinesis, state.stream)
+    try:
+        contents = progress.read_stream(kinesis, state.stream)
+    except Exception as exc:
+        doing = f"reading the stream {state.stream} (is the stack running? 'streamwreck local status')"
+        raise translate(exc, doing) from exc
     records = contents.records
     candidates = [r for r in records if not progress.skipped_by_demo_rule(r.sequence_number, state.skip_every)]
     probe = progress.LedgerProbe(state.api_url)
@@ -237,14 +261,19 @@ def _wait(args: argparse.Namespace) -> int:
     shown, shown_at = "", 0.0
     try:
         while True:
-            candidates = sorted(probe.unrecorded(state.stream, candidates), key=lambda r: r.sort_key())
-            positions = checkpoints(read_leases(dynamodb, state.kcl_application), state.stream, contents.parents)
-            now = progress.measure(records, candidates, functools.partial(_checkpointed, positions), state.skip_every)
-            line = now.line()
+            try:
+                candidates = sorted(probe.unrecorded(state.stream, candidates), key=lambda r: r.sort_key())
+                positions = checkpoints(read_leases(dynamodb, state.kcl_application), state.stream, contents.parents)
+                now = progress.measure(
+                    records, candidates, functools.partial(_checkpointed, positions), state.skip_every
+                )
+                line, done = now.line(), now.done
+            except (httpx.HTTPError, StreamwreckError) as exc:  # retried until the deadline: parts may be busy
+                line, done = f"waiting: {type(exc).__name__}: {exc}", False
             if not args.quiet and (line != shown or time.monotonic() - shown_at > 10):
                 _say(line)
                 shown, shown_at = line, time.monotonic()
-            if now.done:
+            if done:
                 return 0
             if processor is not None and not stack.part_alive(processor):
                 _say(f"the processor is not running: see {processor.log}")

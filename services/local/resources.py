@@ -15,6 +15,8 @@ from typing import Any
 # The recorder leaves a message it cannot parse in the queue; after this many receives SQS moves it to the DLQ.
 MAX_RECEIVE_COUNT = 5
 STREAM_ACTIVE_TIMEOUT = 30.0
+# SQS queue names take at most 80 characters of [A-Za-z0-9_-]; the longest derived name adds 24 to the stream's.
+MAX_STREAM_NAME = 80 - len("-processed-recorder-dlq")
 
 
 @dataclass(frozen=True)

@@ -421,7 +421,8 @@ def _start(state: StackState, options: Options, names: resources.Names, say: Say
     }
 
     # The consumer first: the KCL daemon needs the longest to start (~30 s to its leases).
-    say(f"starting the processor (KCL application {state.kcl_application}, skips every {state.skip_every or 'no'}th)")
+    rule = f"skips sequence numbers divisible by {state.skip_every}" if state.skip_every else "skips none"
+    say(f"starting the processor (KCL application {state.kcl_application}; demo rule: {rule})")
     processor = processes.launch(
         "processor", _clean_env_argv(_streamwreck_argv("processor"), env), logs, 0, lambda: True, env=env
     )
