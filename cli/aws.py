@@ -1,7 +1,8 @@
 """The AWS boundary of the CLI: boto3 clients built one way, and botocore's errors turned into one line each.
 
 Each client comes from a fresh boto3 Session: boto3's default session caches the credentials it resolved first,
-which is wrong for a command that may run many times in one process (tests, scripts importing it).
+which is wrong for a command that may run many times in one process (tests, scripts importing it). The sessions
+share one botocore data loader, so the service models are parsed once per process, not once per client.
 
 Endpoints, region and credentials are boto3's own business (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_KINESIS``,
 ``AWS_REGION``, profiles, ...): nothing here names an endpoint, so production and tests run the same code.
@@ -9,6 +10,7 @@ Endpoints, region and credentials are boto3's own business (``AWS_ENDPOINT_URL``
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
 from services.core.errors import StreamwreckError
@@ -22,8 +24,26 @@ class AwsError(StreamwreckError):
     """An AWS call failed in a way retrying will not fix: no credentials, no such stream, endpoint unreachable."""
 
 
-def kinesis_client(max_connections: int = 10) -> KinesisClient:
+_loader: Any = None
+_loader_lock = threading.Lock()
+
+
+def session() -> Any:
+    """A new boto3 Session (its own credentials and environment) on the process' shared model loader."""
     import boto3
+    import botocore.session
+
+    global _loader
+    with _loader_lock:
+        core = botocore.session.Session()
+        if _loader is None:
+            _loader = core.get_component("data_loader")
+        else:
+            core.register_component("data_loader", _loader)
+    return boto3.session.Session(botocore_session=core)
+
+
+def kinesis_client(max_connections: int = 10) -> KinesisClient:
     from botocore.config import Config
 
     config = Config(
@@ -34,19 +54,16 @@ def kinesis_client(max_connections: int = 10) -> KinesisClient:
         tcp_keepalive=True,
     )
     try:
-        return boto3.session.Session().client("kinesis", config=config)
+        return session().client("kinesis", config=config)
     except Exception as exc:
         raise translate(exc, "creating the Kinesis client") from exc
 
 
 def dynamodb_client() -> DynamoDBClient:
-    import boto3
     from botocore.config import Config
 
     try:
-        return boto3.session.Session().client(
-            "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5})
-        )
+        return session().client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
     except Exception as exc:
         raise translate(exc, "creating the DynamoDB client") from exc
 

@@ -21,7 +21,7 @@ from typing import Any
 from services.core.errors import ConfigError, StreamwreckError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
-DEFAULT_BATCH = 5000
+DEFAULT_BATCH = 2500
 MAX_BATCH = 10_000
 PIPELINE_DEPTH = 4  # reconcile requests in flight at once
 
@@ -333,6 +333,7 @@ class Check:
                     for page in reader.pages():
                         pipeline.add(page)
                         display.shard_read(shard.shard_id, len(page))
+                    pipeline.flush()
                     display.shard_finished(shard.shard_id, reader.stats.ended)
 
                 try:

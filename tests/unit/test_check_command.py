@@ -23,7 +23,7 @@ def test_times_iso_or_ago() -> None:
 
 def test_defaults() -> None:
     args = build_parser().parse_args(["check", "--stream", "s"])
-    assert (args.grace, args.batch_size, args.concurrency, args.format) == (60.0, 5000, 8, "table")
+    assert (args.grace, args.batch_size, args.concurrency, args.format) == (60.0, 2500, 8, "table")
     assert args.shard == [] and args.kcl_app is None and not args.fail_on_duplicates and not args.quiet
     args = build_parser().parse_args(["check", "--stream", "s", "--shard", "a", "--shard", "b"])
     assert args.shard == ["a", "b"]

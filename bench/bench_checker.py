@@ -1,0 +1,194 @@
+"""How fast `streamwreck check` reads a stream, against a bare boto3 read of the same stream in the same run.
+
+Everything runs on 127.0.0.1 and is started and stopped here (services.local.processes): kinesis-local, memcached
+and a real `streamwreck api`. One stream is written once (every record also recorded in the ledger, so the check
+does its full work: read, de-aggregate, reconcile every record, classify, build the report), then read alternately
+by the baseline and by the checker, ROUNDS times each after one warm-up. The baseline is the faster (by median) of two
+bare boto3 reads, shards one after another and all shards at once, with the checker's stopping rule (an empty read
+at the tip). Each side builds its clients before the clock starts; the checker's time includes everything else:
+listing, asking the API, classifying, building the report.
+
+kinesis-local is the slow part of both (about one core, CPU-bound): the figures say how busy it was, so a reader
+can tell the emulator's limit from the checker's. Goal: checker records/s >= 0.85 x baseline records/s.
+
+    .venv/bin/python bench/bench_checker.py [--records 6000] [--shards 4] [--rounds 3] [--aggregate]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from cli.checker import Check  # noqa: E402
+from cli.produce import produce  # noqa: E402
+from services.core.ledger import MemcachedLedger  # noqa: E402
+from services.core.records import RecordId  # noqa: E402
+from services.core.settings import load_settings  # noqa: E402
+from services.local import processes  # noqa: E402
+from services.local.processes import Service  # noqa: E402
+
+GOAL = 0.85
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bare_read_shard(kinesis: Any, stream: str, shard_id: str) -> int:
+    iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")[
+        "ShardIterator"
+    ]
+    count = 0
+    while iterator:
+        response = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+        count += len(response["Records"])
+        if not response["Records"] and response.get("MillisBehindLatest", 0) == 0:
+            break
+        iterator = response.get("NextShardIterator")
+    return count
+
+
+def bare_read(kinesis: Any, stream: str, parallel: bool) -> int:
+    shards = [s["ShardId"] for s in kinesis.list_shards(StreamName=stream)["Shards"]]
+    if not parallel:
+        return sum(bare_read_shard(kinesis, stream, shard) for shard in shards)
+    with ThreadPoolExecutor(len(shards)) as pool:
+        return sum(pool.map(lambda shard: bare_read_shard(kinesis, stream, shard), shards))
+
+
+def timed(run: Callable[[], int], emulator: Service) -> dict[str, float]:
+    cpu = cpu_seconds(emulator.pid)
+    started = time.perf_counter()
+    records = run()
+    seconds = time.perf_counter() - started
+    busy = (cpu_seconds(emulator.pid) - cpu) / seconds
+    return {"records": records, "seconds": seconds, "rate": records / seconds, "emulator_busy": busy}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=6000, help="records written (default 6000; keep it small)")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--aggregate", action="store_true", help="write KPL aggregates of 25 user records")
+    args = parser.parse_args()
+    if not 1 <= args.records <= 50_000 or not 1 <= args.shards <= 32 or not 1 <= args.rounds <= 10:
+        parser.error("--records 1..50000, --shards 1..32, --rounds 1..10")
+
+    import boto3
+
+    logs = Path(tempfile.mkdtemp(prefix="bench-checker-"))
+    started: list[Service] = []
+    try:
+        memcached = processes.start_memcached(logs)
+        started.append(memcached)
+        kinesis_local = processes.start_kinesis_local(logs)
+        started.append(kinesis_local)
+        port = processes.free_port()
+        api = processes.launch(
+            "api",
+            [str(Path(sys.executable).with_name("streamwreck")), "api"],
+            logs,
+            port,
+            lambda: processes.http_ready(f"http://127.0.0.1:{port}/healthz"),
+            env={"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}", "STREAMWRECK_API_PORT": str(port)},
+            timeout=30,
+        )
+        started.append(api)
+        os.environ.update(
+            AWS_ENDPOINT_URL_KINESIS=kinesis_local.url,
+            AWS_ACCESS_KEY_ID=os.environ.get("AWS_ACCESS_KEY_ID", "bench"),
+            AWS_SECRET_ACCESS_KEY=os.environ.get("AWS_SECRET_ACCESS_KEY", "bench"),
+            AWS_DEFAULT_REGION=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+        )
+        kinesis = boto3.session.Session().client("kinesis", endpoint_url=kinesis_local.url)
+        stream = f"bench-{uuid.uuid4().hex[:8]}"
+        kinesis.create_stream(StreamName=stream, ShardCount=args.shards)
+        while (
+            kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE"
+        ):
+            time.sleep(0.05)
+
+        write_started = time.perf_counter()
+        written = produce(kinesis, stream, args.records, aggregate=args.aggregate, size=100).records
+        write_seconds = time.perf_counter() - write_started
+        ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+        ids = [RecordId(stream, w.shard_id, w.sequence_number, w.sub_sequence_number) for w in written]
+        for start in range(0, len(ids), 5000):
+            ledger.record(ids[start : start + 5000], uuid.uuid4().hex, int(time.time()))
+        ledger.close()
+        kinesis_records = len({(w.shard_id, w.sequence_number) for w in written})
+        print(
+            f"wrote {len(written):,} records ({kinesis_records:,} Kinesis records) to {args.shards} shards in "
+            f"{write_seconds:.1f}s; reading it {args.rounds} times each way",
+            file=sys.stderr,
+        )
+
+        def checker() -> int:
+            document = Check(stream=stream, endpoint=api.url, grace=0, quiet=True, kinesis=kinesis).run()
+            assert document["verdict"] == "clean", document["counts"]
+            return int(document["counts"]["checked"])
+
+        sequential_runs: list[dict[str, float]] = []
+        parallel_runs: list[dict[str, float]] = []
+        checks: list[dict[str, float]] = []
+        bare_read(kinesis, stream, parallel=True)  # warm up: kinesis-local's JIT, connection pools
+        checker()
+        for _ in range(args.rounds):  # interleaved, so that a noisy moment hits both sides
+            sequential_runs.append(timed(lambda: bare_read(kinesis, stream, parallel=False), kinesis_local))
+            parallel_runs.append(timed(lambda: bare_read(kinesis, stream, parallel=True), kinesis_local))
+            checks.append(timed(checker, kinesis_local))
+            # the bare read counts Kinesis records, the checker user records: compare Kinesis records per second
+            checks[-1]["rate"] = kinesis_records / checks[-1]["seconds"]
+        baselines = max(sequential_runs, parallel_runs, key=lambda runs: statistics.median(r["rate"] for r in runs))
+
+        baseline_rate = statistics.median(r["rate"] for r in baselines)
+        checker_rate = statistics.median(r["rate"] for r in checks)
+        result = {
+            "records": len(written),
+            "kinesis_records": kinesis_records,
+            "shards": args.shards,
+            "aggregate": args.aggregate,
+            "baseline_records_per_second": round(baseline_rate),
+            "checker_records_per_second": round(checker_rate),
+            "checker_user_records_per_second": round(statistics.median(len(written) / r["seconds"] for r in checks)),
+            "ratio": round(checker_rate / baseline_rate, 3),
+            "goal": GOAL,
+            "baseline_emulator_busy": round(statistics.median(r["emulator_busy"] for r in baselines), 2),
+            "checker_emulator_busy": round(statistics.median(r["emulator_busy"] for r in checks), 2),
+            "rounds": {
+                "baseline_seconds": [round(r["seconds"], 3) for r in baselines],
+                "checker_seconds": [round(r["seconds"], 3) for r in checks],
+            },
+        }
+        print(json.dumps(result, indent=2))
+        verdict = "meets" if result["ratio"] >= GOAL else "MISSES"
+        print(
+            f"checker {checker_rate:,.0f} rec/s vs bare boto3 {baseline_rate:,.0f} rec/s: ratio {result['ratio']:.2f} "
+            f"({verdict} the {GOAL} goal); kinesis-local busy {result['checker_emulator_busy']:.0%} of a core during "
+            f"the check, {result['baseline_emulator_busy']:.0%} during the bare read",
+            file=sys.stderr,
+        )
+        return 0 if result["ratio"] >= GOAL else 1
+    finally:
+        for service in reversed(started):
+            service.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
