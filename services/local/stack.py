@@ -220,13 +220,19 @@ def group_members(part: Part) -> list[int]:
 
 
 def stop_part(part: Part, grace: float = 5.0) -> bool:
-    """SIGTERM the part's process group, SIGKILL whatever is left after ``grace``; True if anything was running."""
+    """Stop the part's process group; True if anything was running.
+
+    SIGTERM goes to the part's own process first, so that a part with children shuts them down in its order (the
+    processor: the KCL daemon asks its record processors to finish); whatever of the group is left after ``grace``
+    gets SIGTERM, and after one more second SIGKILL (kinesis-local can ignore SIGTERM)."""
     if not group_members(part):
         return False
-    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
-        for pid in group_members(part):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, sig)
+    steps = ((signal.SIGTERM, [part.pid], grace), (signal.SIGTERM, None, 1.0), (signal.SIGKILL, None, 5.0))
+    for sig, only, wait in steps:
+        for pid in only if only is not None else group_members(part):
+            if pid in group_members(part):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             processes.pid_alive(part.pid)  # reaps the leader if it is our own child (tests call up() in-process)
@@ -415,7 +421,7 @@ def _start(state: StackState, options: Options, names: resources.Names, say: Say
         "STREAMWRECK_RETRIEVAL_MODE": "POLLING",
         "STREAMWRECK_METRICS_LEVEL": "NONE",
         "STREAMWRECK_KCL_JARS_DIR": str(jars),
-        "STREAMWRECK_RECORDER_WAIT_SECONDS": "5",
+        "STREAMWRECK_RECORDER_WAIT_SECONDS": "2",  # a short long poll: down need not wait for it
         "STREAMWRECK_WORKER_ID": "local",
         "PYTHONUNBUFFERED": "1",
     }
@@ -501,7 +507,7 @@ def _wait_for_leases(state: StackState, processor: Service, kinesis: Any, dynamo
 
 
 # Graceful stop time per part; the emulators and memcached keep nothing worth a graceful stop.
-GRACE_SECONDS = {"processor": 5.0, "recorder": 6.0, "api": 3.0}
+GRACE_SECONDS = {"processor": 10.0, "recorder": 3.0, "api": 3.0}
 SERVICES = ("processor", "recorder", "api")
 
 
