@@ -506,8 +506,10 @@ def _wait_for_leases(state: StackState, processor: Service, kinesis: Any, dynamo
 # --- down -----------------------------------------------------------------------------------------------------
 
 
-# Graceful stop time per part; the emulators and memcached keep nothing worth a graceful stop.
-GRACE_SECONDS = {"processor": 10.0, "recorder": 3.0, "api": 3.0}
+# Graceful stop time per part; the emulators and memcached keep nothing worth a graceful stop. The KCL daemon's
+# graceful shutdown waits up to the lease failover time (10 s) for its record processors: nothing a stack that is
+# going away entirely needs, so its group is stopped after 3 s.
+GRACE_SECONDS = {"processor": 3.0, "recorder": 3.0, "api": 3.0}
 SERVICES = ("processor", "recorder", "api")
 
 
