@@ -22,6 +22,7 @@ from services.core.errors import ConfigError, StreamwreckError
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 DEFAULT_BATCH = 2500
+DEFAULT_CONCURRENCY = 8
 MAX_BATCH = 10_000
 PIPELINE_DEPTH = 4  # reconcile requests in flight at once
 
@@ -146,7 +147,11 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help=f"records per request (default {DEFAULT_BATCH}; larger than the server allows is split)",
     )
     api.add_argument(
-        "--concurrency", type=_bounded(1, 64), default=8, metavar="N", help="shards read at once (default 8)"
+        "--concurrency",
+        type=_bounded(1, 64),
+        default=DEFAULT_CONCURRENCY,
+        metavar="N",
+        help=f"shards read at once (default {DEFAULT_CONCURRENCY})",
     )
     output = parser.add_argument_group("output")
     output.add_argument("--format", choices=("table", "json", "csv", "html"), default="table", help="default table")
@@ -244,7 +249,7 @@ class Check:
         grace: float = 60.0,
         kcl_app: str | None = None,
         batch_size: int = DEFAULT_BATCH,
-        concurrency: int = 8,
+        concurrency: int = DEFAULT_CONCURRENCY,
         fail_on_duplicates: bool = False,
         quiet: bool = True,
         kinesis: Any = None,
