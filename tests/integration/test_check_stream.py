@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pty
+import re
 import subprocess
 import sys
 import time
@@ -451,3 +454,36 @@ def test_no_credentials_exits_2_with_one_line(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
     assert main(["check", "--stream", "anything"]) == 2
     assert capsys.readouterr().err.startswith("streamwreck check: error: no AWS credentials found")
+
+
+def test_progress_per_shard_on_a_terminal_only(
+    aws_env: dict[str, str], kinesis: Any, api_server: Service, unique: str
+) -> None:
+    create_stream(kinesis, unique, 2)
+    produce(kinesis, unique, 40)
+    argv = [STREAMWRECK, "check", "--stream", unique, "--endpoint", api_server.url, "--format", "json"]
+    controller, terminal = pty.openpty()
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=terminal, env=os.environ.copy()) as process:
+        os.close(terminal)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(controller, 65536)
+            except OSError:  # EIO: the terminal's other end closed
+                break
+            if not chunk:
+                break
+            shown += chunk
+        report = json.loads(process.stdout.read() if process.stdout else b"")
+        assert process.wait(timeout=60) == 0
+    os.close(controller)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.decode(errors="replace"))  # without colours and moves
+    for shard in ("shardId-000000000000", "shardId-000000000001"):
+        assert re.search(rf"{shard}\s+\d+ records.*caught_up", text), text[-2000:]
+    assert f"{unique} reconciled" in text and "40" in text
+    assert report["counts"]["checked"] == 40  # stdout carries only the report
+
+    # not a terminal: nothing but the one-line summary
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stderr.startswith(f"{unique}: CLEAN (exit 0)")
+    assert result.stderr.count("\n") == 1
