@@ -154,7 +154,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help=f"shards read at once (default {DEFAULT_CONCURRENCY})",
     )
     output = parser.add_argument_group("output")
-    output.add_argument("--format", choices=("table", "json", "csv", "html"), default="table", help="default table")
+    output.add_argument(
+        "--format",
+        choices=("table", "json", "csv", "html"),
+        default="table",
+        help="table (default), json, csv (the records not processed) or html (one page with a chart per shard)",
+    )
     output.add_argument("--output", "-o", type=Path, metavar="FILE", help="write the report here (default stdout)")
     output.add_argument("--quiet", "-q", action="store_true", help="no progress display, no summary on stderr")
     remedy = parser.add_argument_group("remediation")
