@@ -10,6 +10,7 @@ Endpoints, region and credentials are boto3's own business (``AWS_ENDPOINT_URL``
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,16 @@ from services.core.errors import StreamwreckError
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kinesis import KinesisClient
+
+
+def require(*packages: str) -> None:
+    """Raise ModuleNotFoundError naming the first missing package, without importing any (cheap, for import time).
+
+    cli.main turns that into "needs the package X: pip install 'streamwreck[cli]'" for the command.
+    """
+    for package in ("boto3", *packages):
+        if importlib.util.find_spec(package) is None:
+            raise ModuleNotFoundError(f"No module named {package!r}", name=package)
 
 
 class AwsError(StreamwreckError):

@@ -18,7 +18,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cli.aws import require
 from services.core.errors import ConfigError, StreamwreckError
+
+require("httpx", "rich", "aws_kinesis_agg")  # the `cli` extra: imported where used, so that --help stays fast
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 DEFAULT_BATCH = 2500

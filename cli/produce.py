@@ -13,10 +13,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from cli.aws import require
 from services.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
+
+require("aws_kinesis_agg")  # the `cli` extra: imported where used, so that --help stays fast
 
 DESCRIPTION = """\
 Write COUNT test records to a Kinesis stream and print what was written (per shard, or every record with
