@@ -154,6 +154,11 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
         records = [to_record(self.shard_id, raw) for raw in process_records_input.records]
         result = run_batch(records, self._function)
         self._progress.add(result, self._clock())
+        if records:
+            logger.debug(
+                "batch_received",
+                extra={"shard_id": self.shard_id, "records": len(records), "pending": self._progress.pending},
+            )
         if result.failed:
             logger.warning(
                 "records_failed",
@@ -313,6 +318,9 @@ def child_main() -> int:
         return 2
     assert settings.stream_name is not None
     record_processor = StreamwreckRecordProcessor(settings.stream_name, make_publisher(settings), function)
+    # The daemon decides when this process ends (graceful shutdown, then end of input): a Ctrl-C that reaches the
+    # whole process group must not kill it before it has published and checkpointed what it holds.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     protocol_out = sys.stdout
     sys.stdout = sys.stderr  # a stray print() must not corrupt the daemon's protocol
     kcl.KCLProcess(record_processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
@@ -327,7 +335,8 @@ after the application) and runs this package's record processor per shard. Each 
 function (the demo rule, or your own module:function); the processed ones are reported as processed events to SNS
 in few, large requests, and the checkpoint moves only after they are published. If publishing still fails after the
 retries, the processor exits non-zero and so does the daemon: restart it (your orchestrator's restart policy) and it
-resumes from the last checkpoint. SIGTERM/SIGINT shut it down gracefully.
+resumes from the last checkpoint. SIGTERM/SIGINT shut it down gracefully: each record processor publishes what it
+holds and checkpoints, the leases are released, and the exit status is 0.
 
 settings (environment; the options below override them):
   {ENV_PREFIX}STREAM_NAME          the stream (required)
@@ -468,19 +477,26 @@ def daemon_argv(java: str, jars: Path, properties_file: Path) -> list[str]:
 def run_daemon(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """Run the daemon in the foreground, its logs on our stderr; SIGTERM/SIGINT/SIGHUP are passed on to it."""
     process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), env=dict(env))
+    stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    asked_to_stop: list[int] = []
 
     def forward(signum: int, _frame: FrameType | None) -> None:
+        asked_to_stop.append(signum)
         if process.poll() is None:
             process.send_signal(signum)
 
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    previous = {sig: signal.signal(sig, forward) for sig in stop_signals}
     try:
         code = process.wait()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    logger.info("daemon_exited", extra={"exit_code": code})
-    return code if code >= 0 else 128 - code
+    code = code if code >= 0 else 128 - code
+    logger.info("daemon_exited", extra={"exit_code": code, "signals": asked_to_stop})
+    # The JVM reports a shutdown by signal as 128 + signal even when it was graceful: that is a clean stop for us.
+    if asked_to_stop and code in {128 + sig for sig in stop_signals}:
+        return 0
+    return code
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,6 +19,7 @@ from services.core.settings import Settings
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 MULTILANG_JAR_GLOB = "amazon-kinesis-client-multilang-*.jar"
+SHUTDOWN_GRACE_MILLIS = 20_000
 
 # Applied when the endpoints point at emulators; each is a MultiLangDaemonConfiguration property of KCL 3.1.
 LOCAL_PROFILE: dict[str, str] = {
@@ -82,6 +83,9 @@ def build_properties(
         # The record processor flushes its buffered events on time as well as on size: it needs a call even when a
         # poll returned nothing.
         "callProcessRecordsEvenForEmptyRecordList": "true",
+        # On SIGTERM the daemon asks each record processor to finish (publish what it holds, checkpoint) and waits
+        # this long; the default (0) gives up at once and leaves the buffered records to be processed again.
+        "shutdownGraceMillis": str(SHUTDOWN_GRACE_MILLIS),
     }
     if endpoints.kinesis:
         properties["kinesisEndpoint"] = endpoints.kinesis

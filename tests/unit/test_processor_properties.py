@@ -83,6 +83,7 @@ def test_production_properties_have_no_endpoints_and_no_local_profile() -> None:
     assert properties["retrievalMode"] == "POLLING"
     assert properties["metricsLevel"] == "NONE"
     assert properties["callProcessRecordsEvenForEmptyRecordList"] == "true"
+    assert int(properties["shutdownGraceMillis"]) >= 10_000  # SIGTERM: publish and checkpoint before leaving
     assert "kinesisEndpoint" not in properties and "dynamoDBEndpoint" not in properties
     assert "disableWorkerMetrics" not in properties
 
@@ -195,3 +196,29 @@ def test_find_jars(tmp_path: Path) -> None:
 def test_daemon_argv() -> None:
     argv = daemon_argv("/usr/bin/java", Path("/jars"), Path("/tmp/p.properties"))
     assert argv == ["/usr/bin/java", "-cp", "/jars/*", MAIN_CLASS, "--properties-file", "/tmp/p.properties"]
+
+
+def test_the_command_names_a_missing_setting_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    from cli.main import main
+
+    assert main(["processor", "--stream", "s"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert (
+        captured.err
+        == "streamwreck processor: configuration error: STREAMWRECK_APPLICATION_NAME is required but not set\n"
+    )
+
+
+def test_print_properties_writes_only_the_file_to_stdout(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.main import main
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    args = ["processor", "--stream", "orders", "--application", "app", "--topic-arn", REQUIRED["topic_arn"]]
+    assert main([*args, "--worker-id", "w", "--property", "maxRecords=50", "--print-properties"]) == 0
+    properties = _load_java_properties(capsys.readouterr().out)
+    assert properties["workerId"] == "w"
+    assert properties["maxRecords"] == "50"
+    assert properties["dynamoDBEndpoint"] == "http://127.0.0.1:5000"
