@@ -225,3 +225,14 @@ def test_read_all_waits_for_parents_and_stops_everything_on_a_failure() -> None:
     with pytest.raises(AwsError, match="boom"):
         read_all(shards, failing, concurrency=2, stop=stop)
     assert stop.is_set()
+
+
+def test_timestamps_parse_to_the_same_instant_as_botocores_parser() -> None:
+    from botocore.utils import parse_timestamp as botocore_parse
+
+    from cli.aws import parse_timestamp
+
+    for value in (1_795_795_200.123, 1_795_795_200, "2026-11-27T16:00:00.123Z"):
+        ours = parse_timestamp(value)
+        assert ours == botocore_parse(value) and ours.tzinfo is not None
+    assert parse_timestamp(1_795_795_200.5) == datetime(2026, 11, 27, 16, 0, 0, 500000, tzinfo=UTC)
