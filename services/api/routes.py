@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from services.api.reconcile import (
     EXAMPLE_SEQUENCE,
@@ -37,7 +38,7 @@ LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 
 def check_api_key(settings: SettingsDep, x_api_key: Annotated[str | None, Header()] = None) -> None:
-    if settings.api_key and not secrets.compare_digest(x_api_key or "", settings.api_key):
+    if settings.api_key and not secrets.compare_digest((x_api_key or "").encode(), settings.api_key.encode()):
         raise RequestProblem(401, "unauthorized", "a valid X-Api-Key header is required")
 
 
@@ -112,8 +113,8 @@ async def post_reconcile(
     raw = await request.body()
     try:
         document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestProblem(422, "invalid_json", f"the body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, nested too deep, a 5,000-digit number
+        raise RequestProblem(422, "invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
     records = parse_request(document, stream, shard_id, settings.max_records_per_request)
     entries, health = await run_in_threadpool(_look_up, ledger, records)
     return JSONResponse(reconcile(records, entries, health))
@@ -123,16 +124,32 @@ def _look_up(ledger: Ledger, records: list[Any]) -> tuple[Any, Any]:
     return ledger.lookup(records), ledger.health()
 
 
+class Alive(BaseModel):
+    status: Literal["ok"] = Field(description="Always `ok`: the process answers.", examples=["ok"])
+
+
+class NodeState(BaseModel):
+    server: str = Field(description="memcached node, host:port.", examples=["10.0.1.12:11211"])
+    reachable: bool = Field(description="It answered `stats`.", examples=[True])
+    evictions: int = Field(description="Entries it evicted for memory since it started.", examples=[0])
+
+
+class Ready(BaseModel):
+    ready: bool = Field(description="Every memcached node answered.", examples=[True])
+    nodes: list[NodeState] = Field(description="Each node's state.")
+
+
 @router.get("/healthz", summary="Alive", description="The process answers; says nothing of the ledger.")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz() -> Alive:
+    return Alive(status="ok")
 
 
 @router.get(
     "/readyz",
     summary="Ready: the ledger is reachable",
     description="200 when every memcached node answers, else 503 with the state of each node.",
-    responses={503: {"description": "A memcached node does not answer."}},
+    response_model=Ready,
+    responses={503: {"model": Ready, "description": "A memcached node does not answer."}},
 )
 async def readyz(ledger: LedgerDep) -> JSONResponse:
     health = await run_in_threadpool(ledger.health)

@@ -18,16 +18,27 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from services.core.errors import RejectedInputError
-from services.core.records import RecordId, SequenceNumber, ShardId, StreamName, SubSequenceNumber, error_message
+from services.core.records import (
+    MAX_SUB_SEQUENCE,
+    RecordId,
+    SequenceNumber,
+    ShardId,
+    StreamName,
+    SubSequenceNumber,
+    error_message,
+    validate_name,
+    validate_sequence_number,
+)
 
 SCHEMA = "streamwreck.processed.v1"
 # SNS: a PublishBatch request carries at most 10 messages and 256 KiB in all (messages and attributes).
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024 - 4 * 1024  # leave room for attributes and the entry ids
 MAX_EVENT_BYTES = MAX_BATCH_BYTES // MAX_BATCH_ENTRIES  # ten full events fit one request
+MAX_WORKER_ID = 256
 
 Pair = tuple[str, int]
 
@@ -39,8 +50,8 @@ class ProcessedEvent(BaseModel):
     event_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
     stream: StreamName
     shard_id: ShardId
-    worker_id: Annotated[str, Field(max_length=256)] = ""
-    processed_at: datetime
+    worker_id: Annotated[str, Field(max_length=MAX_WORKER_ID)] = ""
+    processed_at: AwareDatetime
     records: Annotated[list[tuple[SequenceNumber, SubSequenceNumber]], Field(min_length=1)]
 
     def record_ids(self) -> list[RecordId]:
@@ -80,12 +91,23 @@ def chunk_events(
     processed_at: datetime | None = None,
     max_bytes: int = MAX_EVENT_BYTES,
 ) -> Iterator[str]:
-    """Encode ``records`` of one shard as as few events as fit ``max_bytes`` each (UTF-8 bytes)."""
+    """Encode ``records`` of one shard as as few events as fit ``max_bytes`` each (UTF-8 bytes).
+
+    Invalid input raises ValueError here, before anything is sent: an event the recorder would reject would
+    dead-letter every record in it after the caller had checkpointed them.
+    """
+    validate_name(stream)
+    validate_name(shard_id)
+    if len(worker_id) > MAX_WORKER_ID:
+        raise ValueError(f"worker_id is longer than {MAX_WORKER_ID} characters")
     at = processed_at or datetime.now(UTC)
     overhead = len(encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, []).encode())
     batch: list[Pair] = []
     size = overhead
     for seq, sub in records:
+        if not (type(sub) is int and 0 <= sub <= MAX_SUB_SEQUENCE):
+            raise ValueError(f"sub-sequence number {sub!r} of record {seq!r} is not an integer in 0..2^63-1")
+        validate_sequence_number(seq)
         cost = len(seq) + len(str(sub)) + 5  # ["seq",sub]
         if batch and size + cost + 1 > max_bytes:  # +1: the comma before it
             yield encode(uuid.uuid4().hex, stream, shard_id, worker_id, at, batch)
@@ -122,11 +144,11 @@ def parse_body(body: str) -> ProcessedEvent:
         if isinstance(document, dict) and document.get("Type") == "Notification" and "Message" in document:
             document = json.loads(document["Message"])
         return ProcessedEvent.model_validate(document)
-    except json.JSONDecodeError as exc:
-        raise RejectedInputError(f"not JSON: {exc}") from None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "body"
         raise RejectedInputError(f"not a {SCHEMA} event: {where}: {error_message(first)}") from None
-    except TypeError as exc:
-        raise RejectedInputError(f"not a {SCHEMA} event: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise RejectedInputError(f"not JSON: {exc}") from None
+    except (ValueError, TypeError, RecursionError) as exc:  # e.g. too deeply nested, or a 5,000-digit number
+        raise RejectedInputError(f"not a {SCHEMA} event: {type(exc).__name__}: {str(exc)[:200]}") from None

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -38,6 +37,9 @@ _CAS_ATTEMPTS = 16
 # memcached starts its clock 2 s before it really starts, so `uptime` is 2 s ahead; without this the start would read
 # 2 s early, and a record written in those 2 s would be judged by a ledger that had not yet forgotten it.
 _UPTIME_SKEW = 2
+# Connections per node: more than the API's worker threads (anyio's default is 40), so a slow memcached makes
+# requests wait for their timeout and answer 503, not fail on an exhausted pool.
+_POOL_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -57,9 +59,14 @@ class Entry:
     def seen(self, tag: str) -> bool:
         return any(self.tags[i : i + TAG_LENGTH] == tag for i in range(0, len(self.tags), TAG_LENGTH))
 
-    def again(self, tag: str) -> Entry:
+    def again(self, tag: str, processed_at: int) -> Entry:
+        """Counted once more, by the event tagged ``tag``; events may arrive out of order: keep the earliest time."""
         tags = (self.tags + tag)[-TAGS_KEPT * TAG_LENGTH :]
-        return Entry(count=self.count + 1, first_processed_at=self.first_processed_at, tags=tags)
+        return Entry(count=self.count + 1, first_processed_at=min(self.first_processed_at, processed_at), tags=tags)
+
+
+def _score(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "big")
 
 
 def event_tag(event_id: str) -> str:
@@ -163,24 +170,24 @@ class MemcachedLedger:
                 timeout=timeout,
                 no_delay=True,
                 default_noreply=False,  # with noreply, add() reports success for a key that exists
-                max_pool_size=32,
+                max_pool_size=_POOL_SIZE,
             )
             for host, port in settings.servers
         }
         return cls(clients, settings.ledger_ttl_seconds)
 
     def _by_node(self, keys: Iterable[str]) -> dict[str, list[str]]:
-        """Rendezvous hashing: a key lives on the node with the highest crc32(node + key), node as "host:port".
+        """Rendezvous hashing: a key lives on the node with the highest BLAKE2b-64(node + key), node as "host:port".
 
-        Stable across processes and versions (the recorder writes where the API reads); adding a node moves only
-        the keys it wins. Keys are digests already, so a cheap hash spreads them evenly.
+        Stable across processes and versions (the recorder writes where the API reads); adding a node moves only the
+        keys it wins. (A linear hash such as crc32 would let one bit of the key pick the node: badly unbalanced.)
         """
         if len(self._nodes) == 1:
             return {self._nodes[0][0]: list(keys)}
         groups: dict[str, list[str]] = defaultdict(list)
         for key in keys:
             raw = key.encode()
-            groups[max(self._nodes, key=lambda node: zlib.crc32(node[1] + raw))[0]].append(key)
+            groups[max(self._nodes, key=lambda node: _score(node[1] + raw))[0]].append(key)
         return groups
 
     @contextmanager
@@ -190,6 +197,8 @@ class MemcachedLedger:
             yield
         except (MemcacheError, OSError) as exc:
             raise LedgerUnavailableError(f"memcached {node} failed during {what}: {exc or type(exc).__name__}") from exc
+        except RuntimeError as exc:  # pymemcache's pool: every connection busy (memcached too slow to answer)
+            raise LedgerUnavailableError(f"memcached {node}: no free connection during {what}: {exc}") from exc
 
     def lookup(self, ids: Sequence[RecordId]) -> dict[RecordId, Entry]:
         by_key = {ledger_key(record): record for record in ids}
@@ -215,12 +224,13 @@ class MemcachedLedger:
                     if key not in existing and client.add(key, fresh, expire):
                         outcome.new += 1
                     else:
-                        outcome += self._update(node, client, key, tag, fresh, expire)
+                        outcome += self._update(node, client, key, tag, processed_at, expire)
         return outcome
 
     @staticmethod
-    def _update(node: str, client: PooledClient, key: str, tag: str, fresh: bytes, expire: int) -> RecordOutcome:
+    def _update(node: str, client: PooledClient, key: str, tag: str, processed_at: int, expire: int) -> RecordOutcome:
         """Count the event on an entry that exists, with check-and-set against concurrent recorders."""
+        fresh = Entry(count=1, first_processed_at=processed_at, tags=tag).encode()
         for _ in range(_CAS_ATTEMPTS):
             raw, cas = client.gets(key)
             if raw is None:  # expired or evicted in between
@@ -230,7 +240,7 @@ class MemcachedLedger:
             entry = _decode(raw, key)
             if entry.seen(tag):
                 return RecordOutcome(redelivered=1)
-            if client.cas(key, entry.again(tag).encode(), cas, expire):
+            if client.cas(key, entry.again(tag, processed_at).encode(), cas, expire):
                 return RecordOutcome(duplicate=1)
         raise LedgerUnavailableError(f"memcached {node}: key {key} kept changing under check-and-set")
 
@@ -296,7 +306,7 @@ class InMemoryLedger:
             elif Entry.decode(raw).seen(tag):
                 outcome.redelivered += 1
             else:
-                self._values[key] = Entry.decode(raw).again(tag).encode()
+                self._values[key] = Entry.decode(raw).again(tag, processed_at).encode()
                 outcome.duplicate += 1
         return outcome
 

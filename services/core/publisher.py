@@ -30,12 +30,13 @@ from services.core.events import Pair, batch_requests, chunk_events
 
 logger = logging.getLogger(__name__)
 
-# Errors of SNS that no retry will cure.
-_PERMANENT = {
+# SNS errors that retrying in place will not cure: the topic is missing or not ours to publish to. Still a
+# PublishError (don't checkpoint; exit and let the orchestrator restart once the configuration is fixed).
+_NOT_RETRIED = {"NotFound", "AuthorizationError", "InvalidClientTokenId", "AccessDenied", "AccessDeniedException"}
+# The request itself is wrong: a bug of ours, never retried.
+_REJECTED = {
     "InvalidParameter",
     "InvalidParameterValue",
-    "NotFound",
-    "AuthorizationError",
     "ValidationError",
     "BatchRequestTooLong",
     "EmptyBatchRequest",
@@ -51,7 +52,7 @@ class PublishReport:
 
 
 def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    return f"{socket.gethostname()[:200]}:{os.getpid()}"
 
 
 class EventPublisher:
@@ -106,7 +107,9 @@ class EventPublisher:
                 )
             except ClientError as exc:
                 code = exc.response.get("Error", {}).get("Code", "")
-                if code in _PERMANENT:
+                if code in _NOT_RETRIED:
+                    raise PublishError(f"cannot publish to {self._topic_arn}: {code}: {exc}") from exc
+                if code in _REJECTED:
                     raise RejectedInputError(f"SNS refused the events: {code}: {exc}") from exc
                 logger.warning("publish_retry", extra={"attempt": attempt + 1, "error": code or str(exc)})
                 last: Exception = exc

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     # events
     topic_arn: str | None = Field(None, description="SNS topic that processed events are published to.")
     queue_url: str | None = Field(None, description="SQS queue (subscribed to the topic) that the recorder reads.")
-    worker_id: str | None = Field(None, description="Names this worker in processed events; hostname:pid if unset.")
+    worker_id: str | None = Field(
+        None, max_length=256, description="Names this worker in processed events; hostname:pid if unset."
+    )
 
     # api
     api_host: str = "127.0.0.1"

@@ -63,8 +63,12 @@ class Recorder:
                 backoff = 1.0
             except (ClientError, BotoCoreError) as exc:
                 logger.warning("sqs_unavailable", extra={"error": str(exc), "retry_in": backoff})
-                self._sleep(backoff)
-                backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
+            except Exception:  # a bug must not become a crash loop that dead-letters good events
+                logger.exception("poll_failed", extra={"retry_in": backoff})
+            else:
+                continue
+            self._sleep(backoff)
+            backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
         logger.info("recorder_stopped")
 
     def poll_once(self) -> BatchReport:
@@ -77,49 +81,68 @@ class Recorder:
         )
         messages = response.get("Messages", [])
         report = BatchReport(received=len(messages))
-        stored = []
+        pending: list[tuple[ProcessedEvent, dict[str, Any]]] = []
         for message in messages:
             try:
-                event = parse_body(message["Body"])
+                pending.append((parse_body(message["Body"]), message))
             except RejectedInputError as exc:
                 report.rejected += 1
                 logger.error("message_rejected", extra={"message_id": message["MessageId"], "reason": str(exc)})
-                continue
-            if not self._store(event, message):
-                break  # stopping during a ledger outage: the rest goes back to the queue untouched
-            report.records += len(event.records)
-            stored.append(message)
+        stored = []
+        for position, (event, message) in enumerate(pending):
+            outcome = self._store(event, [m for _, m in pending[position:]])
+            if outcome is None:
+                break  # told to stop during a ledger outage: the rest goes back to the queue untouched
+            if outcome:
+                report.records += len(event.records)
+                stored.append(message)
         report.deleted = self._delete(stored)
         if messages:
             logger.info("batch_recorded", extra=report.__dict__)
         return report
 
-    def _store(self, event: ProcessedEvent, message: dict[str, Any]) -> bool:
-        """Record one event, waiting out a ledger outage with the message kept invisible; False if told to stop."""
+    def _store(self, event: ProcessedEvent, in_hand: list[dict[str, Any]]) -> bool | None:
+        """Record one event; True when stored, False when it cannot be (left for redrive), None when told to stop.
+
+        During a ledger outage every message still in hand (``in_hand``, this event's first) is kept invisible, so
+        that neither this recorder nor another receives it again and uses up its receive count.
+        """
         backoff = 0.5
         while True:
             try:
-                outcome = self._ledger.record(event.record_ids(), event.event_id, int(event.processed_at.timestamp()))
+                processed_at = int(event.processed_at.timestamp())
+                outcome = self._ledger.record(event.record_ids(), event.event_id, processed_at)
                 if outcome.duplicate or outcome.redelivered:
                     logger.info("event_recorded_again", extra={"event_id": event.event_id, **outcome.__dict__})
                 return True
             except LedgerUnavailableError as exc:
                 logger.warning("ledger_unavailable", extra={"error": str(exc), "retry_in": backoff})
-            if self.stop.is_set():
+            except Exception:
+                logger.exception("event_not_recorded", extra={"event_id": event.event_id})
                 return False
-            self._keep_invisible(message, backoff)
+            if self.stop.is_set():
+                return None
+            self._keep_invisible(in_hand, backoff)
             self._sleep(backoff)
             backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
 
-    def _keep_invisible(self, message: dict[str, Any], seconds: float) -> None:
+    def _keep_invisible(self, messages: list[dict[str, Any]], seconds: float) -> None:
         try:
-            self._sqs.change_message_visibility(
+            response = self._sqs.change_message_visibility_batch(
                 QueueUrl=self._queue_url,
-                ReceiptHandle=message["ReceiptHandle"],
-                VisibilityTimeout=max(self._visibility, int(seconds) + 30),
+                Entries=[
+                    {
+                        "Id": str(i),
+                        "ReceiptHandle": m["ReceiptHandle"],
+                        "VisibilityTimeout": max(self._visibility, int(seconds) + 30),
+                    }
+                    for i, m in enumerate(messages)
+                ],
             )
+            for failed in response.get("Failed", []):
+                logger.warning("visibility_not_extended", extra={"entry": failed})
         except (ClientError, BotoCoreError) as exc:
-            logger.warning("visibility_not_extended", extra={"message_id": message["MessageId"], "error": str(exc)})
+            logger.warning("visibility_not_extended", extra={"error": str(exc)})
 
     def _delete(self, messages: list[dict[str, Any]]) -> int:
         if not messages:

@@ -114,3 +114,51 @@ def test_several_nodes_share_the_keys_and_a_dead_node_is_an_error(tmp_path: Path
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_first_processed_is_the_earliest_even_out_of_order(ledger: Ledger, unique: str) -> None:
+    ids = _ids(unique, 2)
+    ledger.record(ids, "late-event", 1_800_000_900)
+    ledger.record(ids, "early-event", 1_800_000_100)
+    assert {entry.first_processed_at for entry in ledger.lookup(ids).values()} == {1_800_000_100}
+
+
+def test_concurrent_recorders_count_each_event_once(ledger: Ledger, unique: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    ids = _ids(unique, 300)
+    deliveries = [f"event-{n % 4}" for n in range(12)]  # four events, each delivered three times, all at once
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        list(pool.map(lambda event: ledger.record(ids, event, 1_800_000_000), deliveries))
+    assert {entry.count for entry in ledger.lookup(ids).values()} == {4}
+
+
+@pytest.mark.integration
+def test_entries_carry_the_ttl(memcached: Service, unique: str) -> None:
+    import socket
+
+    from services.core.records import ledger_key
+
+    ledger = _memcached_ledger(memcached, ttl=3600)
+    record = _ids(unique, 1)[0]
+    ledger.record([record], "e", int(time.time()))
+    with socket.create_connection(("127.0.0.1", memcached.port), timeout=2) as sock:
+        sock.sendall(f"mg {ledger_key(record)} t\r\n".encode())
+        answer = sock.recv(100).decode()
+    assert answer.startswith("HD t"), answer
+    assert 3590 <= int(answer.split()[1][1:]) <= 3600
+    ledger.close()
+
+
+@pytest.mark.parametrize("nodes", [3, 4])
+def test_keys_spread_evenly_over_several_nodes(nodes: int) -> None:
+    from pymemcache.client.base import PooledClient
+
+    from services.core.records import ledger_key
+
+    clients = {f"127.0.0.1:{40000 + i}": PooledClient(("127.0.0.1", 40000 + i)) for i in range(nodes)}  # unused
+    ledger = MemcachedLedger(clients, 3600)
+    keys = [ledger_key(record) for record in _ids("spread", 20_000)]
+    sizes = [len(group) for group in ledger._by_node(keys).values()]
+    assert len(sizes) == nodes
+    assert max(sizes) / min(sizes) < 1.15, sizes

@@ -5,6 +5,7 @@ stopping mid-run."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from fastapi.testclient import TestClient
 from services.api.app import create_app
 from services.core.ledger import MemcachedLedger
 from services.core.publisher import EventPublisher
+from services.core.records import RecordId
 from services.core.settings import load_settings
 from services.local import processes
 from services.local.processes import Service
@@ -75,10 +77,7 @@ def _drain(recorder: Recorder, until: Callable[[], bool], timeout: float = 30) -
 
 
 def _visible(sqs: Any, queue_url: str) -> int:
-    attributes = sqs.get_queue_attributes(
-        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
-    )["Attributes"]
-    return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+    return sum(_counts(sqs, queue_url))
 
 
 def _sequences(n: int, shard: int) -> list[str]:
@@ -124,27 +123,44 @@ def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
     ledger.close()
 
 
-def test_a_poison_message_is_left_for_the_dead_letter_queue(
+POISON = [
+    "{not an event",
+    "[" * 5000,  # nested too deep for the JSON parser
+    '{"schema": "streamwreck.processed.v1", "event_id": ' + "9" * 5000 + "}",  # an int too long to convert
+    json.dumps(  # a time without a zone
+        {
+            "schema": "streamwreck.processed.v1",
+            "event_id": "e",
+            "stream": "s",
+            "shard_id": "x",
+            "processed_at": "2026-11-27T16:00:00",
+            "records": [["1", 0]],
+        }
+    ),
+]
+
+
+def test_poison_messages_are_left_for_the_dead_letter_queue(
     messaging: Messaging, memcached: Service, api: TestClient, unique: str
 ) -> None:
-    messaging.sqs.send_message(QueueUrl=messaging.queue_url, MessageBody="{not an event")
+    for body in POISON:
+        messaging.sqs.send_message(QueueUrl=messaging.queue_url, MessageBody=body)
     EventPublisher(messaging.sns, messaging.topic_arn).publish(unique, SHARDS[0], [("5", 0)])
     ledger = _ledger(memcached)
     recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=0)
     reports = [recorder.poll_once() for _ in range(4)]
-    assert sum(r.rejected for r in reports) >= 2 and sum(r.deleted for r in reports) == 1
-    # after maxReceiveCount (2) receives, SQS moved the poison message to the dead-letter queue
-    dead = messaging.sqs.receive_message(QueueUrl=messaging.dlq_url, WaitTimeSeconds=1)["Messages"]
-    assert [m["Body"] for m in dead] == ["{not an event"]
-    answer = api.post("/reconcile", json={"stream": unique, "records": [{"shard_id": SHARDS[0],
-                                                                         "sequence_number": "5"}]}).json()
-    assert answer["unprocessed"] == []
+    assert sum(r.rejected for r in reports) >= 2 * len(POISON) and sum(r.deleted for r in reports) == 1
+    # after maxReceiveCount (2) receives, SQS moved the poison messages to the dead-letter queue
+    dead = []
+    for _ in range(5):
+        dead += messaging.sqs.receive_message(QueueUrl=messaging.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
+    assert sorted(m["Body"] for m in dead) == sorted(POISON)
+    body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": "5"}]}
+    assert api.post("/reconcile", json=body).json()["unprocessed"] == []
     ledger.close()
 
 
-def test_memcached_down_holds_the_messages_and_catches_up(
-    messaging: Messaging, tmp_path: Path, unique: str
-) -> None:
+def test_memcached_down_holds_the_messages_and_catches_up(messaging: Messaging, tmp_path: Path, unique: str) -> None:
     node = processes.start_memcached(tmp_path)
     port = node.port
     settings = load_settings(memcached_servers=f"127.0.0.1:{port}", memcached_timeout_seconds=0.5)
@@ -156,43 +172,61 @@ def test_memcached_down_holds_the_messages_and_catches_up(
         tmp_path,
         api_port,
         lambda: processes.http_ready(f"http://127.0.0.1:{api_port}/healthz"),
-        env={"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{port}", "STREAMWRECK_API_PORT": str(api_port),
-             "STREAMWRECK_MEMCACHED_TIMEOUT_SECONDS": "0.5"},
+        env={
+            "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{port}",
+            "STREAMWRECK_API_PORT": str(api_port),
+            "STREAMWRECK_MEMCACHED_TIMEOUT_SECONDS": "0.5",
+        },
     )
-    recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=5)
-    worker = threading.Thread(target=recorder.run, daemon=True)
+    # two recorders, as when the service is scaled out; messages go visible again 2 s after a receive
+    recorders = [
+        Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=2) for _ in range(2)
+    ]
+    workers = [threading.Thread(target=recorder.run, daemon=True) for recorder in recorders]
     try:
         publisher = EventPublisher(messaging.sns, messaging.topic_arn)
         publisher.publish(unique, SHARDS[0], [("1", 0), ("2", 0)])
-        worker.start()
-        body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": s} for s in "123"]}
-        _wait(lambda: len(httpx.post(f"{api.url}/reconcile", json=body).json()["unprocessed"]) == 1)
+        for worker in workers:
+            worker.start()
+        body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": s} for s in "1234"]}
+        _wait(lambda: len(httpx.post(f"{api.url}/reconcile", json=body).json()["unprocessed"]) == 2)
 
         node.stop()
         publisher.publish(unique, SHARDS[0], [("3", 0)])
+        publisher.publish(unique, SHARDS[0], [("4", 0)])
         down = httpx.post(f"{api.url}/reconcile", json=body)
         assert down.status_code == 503 and down.headers["retry-after"] == "5"
         assert httpx.get(f"{api.url}/readyz").status_code == 503
-        time.sleep(3)  # the recorder keeps trying while memcached is away
-        assert worker.is_alive()
-        assert _visible(messaging.sqs, messaging.queue_url) == 1  # held, not deleted, not dead-lettered
+        _wait(lambda: _counts(messaging.sqs, messaging.queue_url) == (0, 2))  # both received
+        time.sleep(5)  # well past the 2 s visibility timeout: held in hand, kept invisible, not received again
+        assert all(worker.is_alive() for worker in workers)
+        assert _counts(messaging.sqs, messaging.queue_url) == (0, 2)
 
         restarted = int(time.time())
         node = processes.start_memcached(tmp_path, port=port)  # back, empty
         _wait(lambda: _visible(messaging.sqs, messaging.queue_url) == 0, timeout=60)
         answer = httpx.post(f"{api.url}/reconcile", json=body).json()
-        # "3" was recorded after the restart; "1" and "2" went with the old process - the ledger says it restarted
+        # "3" and "4" were recorded after the restart; "1" and "2" went with the old process, and the ledger's
+        # start time says so
         assert [r["sequence_number"] for r in answer["unprocessed"]] == ["1", "2"]
         started = datetime.fromisoformat(answer["ledger"]["started_at"]).timestamp()
         assert restarted - 1 <= started <= time.time() + 1
-        dead = messaging.sqs.receive_message(QueueUrl=messaging.dlq_url, WaitTimeSeconds=0).get("Messages", [])
-        assert dead == []
+        assert _visible(messaging.sqs, messaging.dlq_url) == 0  # nothing dead-lettered
     finally:
-        recorder.stop.set()
-        worker.join(timeout=10)
+        for recorder in recorders:
+            recorder.stop.set()
+        for worker in workers:
+            worker.join(timeout=40)
         api.stop()
         node.stop()
         ledger.close()
+
+
+def _counts(sqs: Any, queue_url: str) -> tuple[int, int]:
+    attributes = sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
 
 def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
@@ -202,25 +236,36 @@ def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
         time.sleep(0.2)
 
 
-def test_recorder_process_exits_0_on_sigterm_after_its_batch(
-    messaging: Messaging, memcached: Service, moto_env: dict[str, str], api: TestClient, unique: str
+def test_sigterm_finishes_the_batch_in_hand_then_exits_0(
+    messaging: Messaging, moto_env: dict[str, str], tmp_path: Path, unique: str
 ) -> None:
+    node = processes.start_memcached(tmp_path)
     env = {
         **moto_env,
         "STREAMWRECK_QUEUE_URL": messaging.queue_url,
-        "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
+        "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{node.port}",
+        "STREAMWRECK_MEMCACHED_TIMEOUT_SECONDS": "20",
         "STREAMWRECK_RECORDER_WAIT_SECONDS": "1",
     }
     process = subprocess.Popen([STREAMWRECK, "recorder"], env={**processes.os.environ, **env}, stderr=subprocess.PIPE)
     try:
+        os.kill(node.pid, signal.SIGSTOP)  # memcached hangs: the batch will be in hand, its write waiting
         EventPublisher(messaging.sns, messaging.topic_arn).publish(unique, SHARDS[0], [("11", 0)])
-        body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": "11"}]}
-        _wait(lambda: api.post("/reconcile", json=body).json()["unprocessed"] == [])
+        _wait(lambda: _counts(messaging.sqs, messaging.queue_url) == (0, 1))
+        time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
+        time.sleep(0.5)
+        os.kill(node.pid, signal.SIGCONT)
+        assert process.wait(timeout=30) == 0
+        assert _visible(messaging.sqs, messaging.queue_url) == 0  # stored, then deleted, before it exited
+        ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{node.port}"))
+        assert list(ledger.lookup([RecordId(unique, SHARDS[0], "11", 0)])) == [RecordId(unique, SHARDS[0], "11", 0)]
+        ledger.close()
     finally:
+        os.kill(node.pid, signal.SIGCONT)
         process.kill()
         _, stderr = process.communicate()
+        node.stop()
     events = [json.loads(line)["event"] for line in stderr.decode().splitlines()]
     assert events[0] == "recorder_started" and events[-1] == "recorder_stopped"
-    assert "batch_recorded" in events
+    assert events.index("recorder_stopping") < events.index("batch_recorded")

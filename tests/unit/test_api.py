@@ -100,7 +100,7 @@ def test_legacy_invalid_sequence_names_the_index(client: TestClient) -> None:
     assert response.json()["message"].startswith("record 1: records[1]: ")
 
 
-@pytest.mark.parametrize("raw", [b"{not json", b'"a string"', b"\xff\xfe"])
+@pytest.mark.parametrize("raw", [b"{not json", b'"a string"', b"\xff\xfe", b"[" * 100_000, b"9" * 5000])
 def test_garbage_bodies_are_422(client: TestClient, raw: bytes) -> None:
     response = client.post("/reconcile", content=raw, headers={"content-type": "application/json"})
     assert response.status_code == 422
@@ -139,3 +139,17 @@ def test_openapi_documents_both_shapes_and_every_field(client: TestClient) -> No
             assert definition.get("description"), f"{name}.{field} has no description"
             assert "$ref" in definition or definition.get("examples"), f"{name}.{field} has no example"
     assert client.get("/docs").status_code == 200
+
+
+def test_a_non_ascii_api_key_is_401_not_500(ledger: InMemoryLedger) -> None:
+    with TestClient(create_app(load_settings(api_key="s3cret"), ledger)) as client:
+        body = {"stream": "orders", "records": [_rec("1")]}
+        response = client.post("/reconcile", json=body, headers={"X-Api-Key": "s\u00e9cret".encode()})
+        assert response.status_code == 401
+
+
+def test_unknown_paths_and_methods_answer_the_error_shape(client: TestClient) -> None:
+    missing = client.get("/nope")
+    assert missing.status_code == 404 and missing.json()["error"] == "not_found"
+    wrong = client.get("/reconcile")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"

@@ -71,11 +71,35 @@ def test_gives_up_with_publish_error_after_the_attempts() -> None:
         _publisher(sns, attempts=4).publish("s", "shardId-0", RECORDS)
 
 
-def test_permanent_errors_are_not_retried() -> None:
+def test_a_missing_topic_is_a_publish_error_without_retries() -> None:
     sns = ScriptedSns([_client_error("NotFound")])
-    with pytest.raises(RejectedInputError, match="NotFound"):
+    with pytest.raises(PublishError, match="NotFound"):
         _publisher(sns).publish("s", "shardId-0", RECORDS)
     assert len(sns.calls) == 1
+
+
+def test_a_malformed_request_is_rejected_without_retries() -> None:
+    sns = ScriptedSns([_client_error("InvalidParameter")])
+    with pytest.raises(RejectedInputError, match="InvalidParameter"):
+        _publisher(sns).publish("s", "shardId-0", RECORDS)
+    assert len(sns.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("stream", "shard", "records", "message"),
+    [
+        ("bad stream", "shardId-0", RECORDS, "1 to 128"),
+        ("s", "shard/0", RECORDS, "1 to 128"),
+        ("s", "shardId-0", [("012", 0)], "decimal number"),
+        ("s", "shardId-0", [("12", -1)], "sub-sequence"),
+        ("s", "shardId-0", [("12", "0")], "sub-sequence"),
+    ],
+)
+def test_invalid_records_raise_before_anything_is_sent(stream: str, shard: str, records: list, message: str) -> None:
+    sns = ScriptedSns([])
+    with pytest.raises(ValueError, match=message):
+        _publisher(sns).publish(stream, shard, records)
+    assert sns.calls == []
 
 
 def test_nothing_to_publish_sends_nothing() -> None:
