@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = _load(module_name)
         if isinstance(module, str):
             sub = commands.add_parser(name, help=f"{help_text} (not installed: needs the {extra!r} extra)")
-            sub.set_defaults(run=_missing(name, module, extra))
+            sub.set_defaults(run=_missing(name, module, extra), not_installed=True)
             continue
         describe = getattr(module, "describe", None)
         sub = commands.add_parser(
@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "not_installed", False):
+        parser.parse_args(argv)  # the usual error for the unknown arguments
     try:
         code: int = args.run(args)
         return code

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
-# Installs the system packages streamwreck needs and the language registries cannot give: memcached.
+# Installs the system packages that the language registries cannot give: memcached (the ledger) and chromium
+# (headless, for the test that opens the checker's HTML report).
 set -euo pipefail
-if command -v memcached >/dev/null; then exit 0; fi
+missing=()
+command -v memcached >/dev/null || missing+=(memcached)
+command -v chromium >/dev/null || missing+=(chromium)
+if [ ${#missing[@]} = 0 ]; then exit 0; fi
 if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
-  echo "setup: memcached is missing and this user cannot install it: install the Debian package 'memcached'" >&2
+  echo "setup: missing ${missing[*]} and this user cannot install them: install the Debian packages ${missing[*]}" >&2
   exit 2
 fi
 if ! command -v apt-get >/dev/null; then
-  echo "setup: memcached is missing: install it with your system's package manager (package 'memcached')" >&2
+  echo "setup: missing ${missing[*]}: install them with your system's package manager" >&2
   exit 2
 fi
-echo "setup: installing memcached (Debian package)"
+echo "setup: installing ${missing[*]} (Debian packages)"
 $sudo apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends memcached >/dev/null
-# The package starts a system memcached on 127.0.0.1:11211; streamwreck starts its own on free ports.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The memcached package starts a system memcached on 127.0.0.1:11211; streamwreck starts its own on free ports.
