@@ -10,14 +10,14 @@ JARS := build/kcl-jars
 M2_REPO ?= $(HOME)/.m2/repository
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps kcl-jars emulators venv lint test test-unit test-integration demo bench clean
+.PHONY: help setup system-deps kcl-jars emulators venv lint test test-unit demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
 setup: system-deps kcl-jars emulators venv ## install everything: memcached, the KCL jars, the Kinesis emulator, Python deps
 
-system-deps: ## memcached from Debian's packages (needs root or sudo)
+system-deps: ## memcached and chromium from Debian's packages (needs root or sudo)
 	@scripts/system-deps.sh
 
 $(JARS)/.done: services/processor/pom.xml
@@ -52,8 +52,11 @@ lint: venv ## ruff and mypy
 test: setup lint ## the whole suite: lint, unit, integration (real memcached, emulators, KCL daemon), end to end
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: venv ## the pure tests only (no servers)
+test-unit: venv iac-tools ## the fast tests without servers (tests/unit; the IaC scan uses checkov)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+demo: setup ## the whole pipeline on this machine: 1,000 records, a consumer that skips every 5th, the checker naming them
+	scripts/demo.sh
 
 bench: setup ## the benchmarks under bench/
 	@for script in bench/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -79,8 +79,11 @@ def main() -> int:
             logs,
             port,
             lambda: processes.http_ready(f"http://127.0.0.1:{port}/healthz"),
-            env={"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{ledger_node.port}", "STREAMWRECK_API_PORT": str(port),
-                 "STREAMWRECK_LOG_LEVEL": "WARNING"},
+            env={
+                "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{ledger_node.port}",
+                "STREAMWRECK_API_PORT": str(port),
+                "STREAMWRECK_LOG_LEVEL": "WARNING",
+            },
         )
         raw = Client(("127.0.0.1", ledger_node.port), no_delay=True)
         http = httpx.Client(base_url=api.url, timeout=60)
@@ -91,8 +94,10 @@ def main() -> int:
             t = time.perf_counter()
             found = raw.get_many(keys)
             raw_rates.append(len(keys) / (time.perf_counter() - t))
-            body = {"stream": STREAM, "records": [
-                {"shard_id": r.shard_id, "sequence_number": r.sequence_number} for r in batch]}
+            body = {
+                "stream": STREAM,
+                "records": [{"shard_id": r.shard_id, "sequence_number": r.sequence_number} for r in batch],
+            }
             t = time.perf_counter()
             answer = http.post("/reconcile", json=body).json()
             api_rates.append(len(batch) / (time.perf_counter() - t))
