@@ -175,7 +175,8 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
             self._flush(process_records_input.checkpointer)
             self._exit(EXIT_HALTED)
             return
-        if self._progress.due(self._clock()):
+        at_tip = not process_records_input.millis_behind_latest  # 0, or not reported
+        if self._progress.due(self._clock(), at_tip=at_tip):
             self._flush(process_records_input.checkpointer)
 
     def _lease_lost(self, _lease_lost_input: Any) -> None:

@@ -3,7 +3,8 @@
 - Every record goes through the processing function, one by one: a skipped or failing record never drops the rest
   of the batch (the original Lambda returned early on a skipped record and silently lost everything after it).
 - What was processed is collected across batches and published in few, large SNS requests (:class:`ShardProgress`
-  says when); the checkpoint then moves to the last record handled. Nothing is checkpointed before its batch's
+  says when: a full request's worth, or half a thousand records once the shard is read to its tip, or after 2 s);
+  the checkpoint then moves to the last record handled. Nothing is checkpointed before its batch's
   events are published, so a crash or an outage makes the KCL deliver the unpublished records again.
 
 The processing function takes a :class:`Record` and returns ``False`` to skip it; any other return value (``None``
@@ -22,9 +23,11 @@ from typing import Any
 from services.core.errors import ConfigError, TransientError
 from services.core.events import Pair
 
-# One PublishBatch request carries about 4,000 records of 56-digit sequence numbers (10 events of ~25 KB); publish
-# when a request's worth is pending, or when the oldest pending record has waited this long.
+# One PublishBatch request carries about 4,000 records of 56-digit sequence numbers (10 events of ~25 KB). Publish
+# when a request's worth is pending; at the tip of the shard (nothing more to read right now) as soon as 500 are, which
+# keeps it at most 2 requests per 1,000 records; and when the oldest pending record has waited FLUSH_SECONDS.
 FLUSH_RECORDS = 4_000
+TIP_FLUSH_RECORDS = 500
 FLUSH_SECONDS = 2.0
 MAX_FAILURES_LOGGED = 5
 
@@ -131,11 +134,17 @@ class ShardProgress:
     ``now`` is any monotonic clock in seconds, passed in so that the policy is testable.
     """
 
-    def __init__(self, flush_records: int = FLUSH_RECORDS, flush_seconds: float = FLUSH_SECONDS) -> None:
-        if flush_records < 1 or flush_seconds < 0:
-            raise ValueError("flush_records must be at least 1 and flush_seconds not negative")
+    def __init__(
+        self,
+        flush_records: int = FLUSH_RECORDS,
+        flush_seconds: float = FLUSH_SECONDS,
+        tip_flush_records: int = TIP_FLUSH_RECORDS,
+    ) -> None:
+        if flush_records < 1 or tip_flush_records < 1 or flush_seconds < 0:
+            raise ValueError("flush_records and tip_flush_records must be at least 1, flush_seconds not negative")
         self.flush_records = flush_records
         self.flush_seconds = flush_seconds
+        self.tip_flush_records = tip_flush_records
         self._pending: list[Pair] = []
         self._handled: Pair | None = None  # furthest record handled and not yet checkpointed
         self._since: float | None = None  # when the oldest unflushed work arrived
@@ -161,10 +170,11 @@ class ShardProgress:
         if self._since is None:
             self._since = now
 
-    def due(self, now: float) -> bool:
+    def due(self, now: float, at_tip: bool = False) -> bool:
+        """Time to publish? ``at_tip``: the last read reached the end of the shard (millisBehindLatest 0)."""
         if self._handled is None:
             return False
-        if len(self._pending) >= self.flush_records:
+        if len(self._pending) >= self.flush_records or (at_tip and len(self._pending) >= self.tip_flush_records):
             return True
         return self._since is not None and now - self._since >= self.flush_seconds
 

@@ -238,12 +238,11 @@ class Daemon:
 def start_daemon(aws_env: dict[str, str], server_logs: Path) -> Iterator[Callable[..., Daemon]]:
     daemons: list[Daemon] = []
 
-    def start(name: str, **env: str) -> Daemon:
+    def start(name: str, *args: str, **env: str) -> Daemon:
         full_env = {"STREAMWRECK_SKIP_EVERY": str(SKIP_EVERY), "STREAMWRECK_LOG_LEVEL": "DEBUG", **env}
         started_at = time.monotonic()
-        service = processes.launch(
-            f"processor-{name}-{len(daemons)}", [STREAMWRECK, "processor"], server_logs, 0, lambda: True, env=full_env
-        )
+        argv = [STREAMWRECK, "processor", *args]
+        service = processes.launch(f"processor-{name}-{len(daemons)}", argv, server_logs, 0, lambda: True, env=full_env)
         daemon = Daemon(service, started_at)
         daemons.append(daemon)
         return daemon
@@ -448,7 +447,9 @@ def test_publish_outage_never_checkpoints_past_unpublished_records(
     }
     published = stream.put_plain(1000, "a")
     want_published = expected(published)
-    daemon = start_daemon("outage", **env)
+    # When a record processor dies the daemon exits through its graceful-shutdown hook, which waits up to
+    # shutdownGraceMillis for the dead one: shortened here, it only delays the exit.
+    daemon = start_daemon("outage", "--property", "shutdownGraceMillis=3000", **env)
     wait_for(lambda: queue.has_all(want_published), 150, "the first events", daemon.service)
     ends = last_positions(published)
     wait_for(lambda: all(checkpoints(unique).get(s) == ends[s] for s in ends), 30, "checkpoints after publishing")

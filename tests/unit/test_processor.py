@@ -118,6 +118,15 @@ def test_progress_flushes_when_enough_records_are_pending() -> None:
     assert progress.pending == 0 and not progress.unflushed and not progress.due(now=100)
 
 
+def test_progress_flushes_smaller_batches_once_the_shard_is_read_to_its_tip() -> None:
+    progress = ShardProgress(flush_records=1000, flush_seconds=60, tip_flush_records=3)
+    progress.add(run_batch([_record(1), _record(2)], demo_rule(0)), now=0)
+    assert not progress.due(now=0, at_tip=True)  # too few to be worth a request yet
+    progress.add(run_batch([_record(3)], demo_rule(0)), now=0)
+    assert not progress.due(now=0, at_tip=False)  # still reading a backlog: more is coming at once
+    assert progress.due(now=0, at_tip=True)
+
+
 def test_progress_flushes_when_the_oldest_record_has_waited() -> None:
     progress = ShardProgress(flush_records=1000, flush_seconds=2)
     progress.add(run_batch([_record(1)], demo_rule(0)), now=10)
@@ -153,3 +162,5 @@ def test_progress_ignores_empty_batches() -> None:
 def test_progress_rejects_nonsense_limits() -> None:
     with pytest.raises(ValueError):
         ShardProgress(flush_records=0)
+    with pytest.raises(ValueError):
+        ShardProgress(tip_flush_records=0)

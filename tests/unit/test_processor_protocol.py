@@ -167,6 +167,24 @@ def test_each_due_batch_is_published_before_its_checkpoint() -> None:
     ]
 
 
+def test_at_the_tip_of_the_shard_enough_records_are_published_without_waiting() -> None:
+    behind = dict(DEAGGREGATED, millisBehindLatest=5000)
+    daemon = ScriptedDaemon([INITIALIZE, PLAIN, behind, DEAGGREGATED])
+    record_processor = StreamwreckRecordProcessor(
+        "orders",
+        RecordingPublisher(daemon),
+        demo_rule(5),
+        progress=ShardProgress(flush_records=4000, flush_seconds=3600, tip_flush_records=9),
+        clock=Clock(),
+    )
+    kcl.KCLProcess(record_processor, input_file=daemon, output_file=daemon, error_file=io.StringIO()).run()
+    # 4 pending at the tip (< 9), then 9 while behind (wait: more is coming), then 14 at the tip: publish
+    assert daemon.timeline == [
+        ("publish", "orders", SHARD, _pairs(PLAIN) + _pairs(DEAGGREGATED) * 2),
+        ("checkpoint", *_last(DEAGGREGATED)),
+    ]
+
+
 def test_a_full_request_worth_of_records_is_published_at_once() -> None:
     daemon, _, _ = _run([INITIALIZE, PLAIN, DEAGGREGATED], flush_records=5, flush_seconds=3600)
     # PLAIN leaves 4 processed records pending (below 5); DEAGGREGATED brings it to 9
