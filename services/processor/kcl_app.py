@@ -55,12 +55,14 @@ from services.processor.properties import (
     MULTILANG_JAR_GLOB,
     Endpoints,
     build_properties,
+    logback_xml,
     parse_property,
     render,
     resolve_region,
 )
 
-logger = logging.getLogger(__name__)
+# Named, not __name__: the daemon runs this module as __main__.
+logger = logging.getLogger("services.processor.kcl_app")
 
 EXIT_UNPUBLISHED = 75  # EX_TEMPFAIL: events could not be published; restart from the last checkpoint
 EXIT_HALTED = 76  # the processing function raised a TransientError; restart from the last checkpoint
@@ -113,7 +115,6 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
         self._checkpoint_attempts = checkpoint_attempts
         self._checkpoint_delay = checkpoint_delay
         self._can_checkpoint = True
-        self.published = 0
 
     # -- the five lifecycle methods -------------------------------------------------------------------------------
 
@@ -232,7 +233,6 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
 
     def _publish(self, flush: Flush) -> None:
         report = self._publisher.publish(self.stream, self.shard_id, flush.records)
-        self.published += len(flush.records)
         logger.info(
             "records_published",
             extra={
@@ -471,8 +471,17 @@ def find_java(env: Mapping[str, str]) -> str:
     return java
 
 
-def daemon_argv(java: str, jars: Path, properties_file: Path) -> list[str]:
-    return [java, "-cp", f"{jars}/*", MAIN_CLASS, "--properties-file", str(properties_file)]
+def daemon_argv(java: str, jars: Path, properties_file: Path, log_configuration: Path) -> list[str]:
+    return [
+        java,
+        "-cp",
+        f"{jars}/*",
+        MAIN_CLASS,
+        "--properties-file",
+        str(properties_file),
+        "--log-configuration",
+        str(log_configuration),
+    ]
 
 
 def run_daemon(argv: Sequence[str], env: Mapping[str, str]) -> int:
@@ -515,6 +524,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="streamwreck-kcl-") as folder:
         properties_file = Path(folder) / "streamwreck.properties"
         properties_file.write_text(text, encoding="ascii")
+        log_configuration = Path(folder) / "logback.xml"
+        log_configuration.write_text(logback_xml(settings.log_level), encoding="utf-8")
         logger.info(
             "daemon_starting",
             extra={
@@ -524,7 +535,8 @@ def run(args: argparse.Namespace) -> int:
                 "jars": str(jars),
             },
         )
-        return run_daemon(daemon_argv(java, jars, properties_file), {**os.environ, **plan.env})
+        argv = daemon_argv(java, jars, properties_file, log_configuration)
+        return run_daemon(argv, {**os.environ, **plan.env})
 
 
 if __name__ == "__main__":

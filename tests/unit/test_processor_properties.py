@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -15,6 +16,7 @@ from services.processor.properties import (
     MAIN_CLASS,
     Endpoints,
     build_properties,
+    logback_xml,
     parse_property,
     render,
     resolve_region,
@@ -194,8 +196,26 @@ def test_find_jars(tmp_path: Path) -> None:
 
 
 def test_daemon_argv() -> None:
-    argv = daemon_argv("/usr/bin/java", Path("/jars"), Path("/tmp/p.properties"))
-    assert argv == ["/usr/bin/java", "-cp", "/jars/*", MAIN_CLASS, "--properties-file", "/tmp/p.properties"]
+    argv = daemon_argv("/usr/bin/java", Path("/jars"), Path("/tmp/p.properties"), Path("/tmp/logback.xml"))
+    assert argv == [
+        "/usr/bin/java",
+        "-cp",
+        "/jars/*",
+        MAIN_CLASS,
+        "--properties-file",
+        "/tmp/p.properties",
+        "--log-configuration",
+        "/tmp/logback.xml",
+    ]
+
+
+@pytest.mark.parametrize(("ours", "logback"), [("DEBUG", "INFO"), ("INFO", "INFO"), ("WARNING", "WARN")])
+def test_logback_configuration(ours: str, logback: str) -> None:
+    root = ElementTree.fromstring(logback_xml(ours))
+    assert root.find("root").get("level") == logback  # type: ignore[union-attr]
+    assert root.find("appender/target").text == "System.err"  # type: ignore[union-attr]
+    relay = [e for e in root.iter("logger") if e.get("name", "").endswith("DrainChildSTDERRTask")]
+    assert [e.get("level") for e in relay] == ["OFF"]
 
 
 def test_the_command_names_a_missing_setting_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
