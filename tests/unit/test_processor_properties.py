@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -218,6 +220,17 @@ def test_logback_configuration(ours: str, logback: str) -> None:
     assert [e.get("level") for e in relay] == ["OFF"]
 
 
+@pytest.fixture
+def keep_logging() -> Iterator[None]:
+    """The command configures the root logger (onto this test's captured stderr): put it back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+@pytest.mark.usefixtures("keep_logging")
 def test_the_command_names_a_missing_setting_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     from cli.main import main
 
@@ -230,6 +243,7 @@ def test_the_command_names_a_missing_setting_in_one_line(capsys: pytest.CaptureF
     )
 
 
+@pytest.mark.usefixtures("keep_logging")
 def test_print_properties_writes_only_the_file_to_stdout(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

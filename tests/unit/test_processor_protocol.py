@@ -3,7 +3,7 @@
 amazon-kclpy's own ``KCLProcess`` reads the daemon's messages and writes the answers; the scripted daemon here stands
 in for the MultiLangDaemon's side: it hands out the next message, answers each checkpoint request (from a script
 of errors), and records, in one timeline with the recording publisher, what was published and checkpointed.
-The same protocol against a real process and moto's SNS -> SQS is in tests/integration/test_processor_protocol.py.
+The same protocol against a real process and moto's SNS -> SQS is in tests/integration/test_processor_process.py.
 """
 
 from __future__ import annotations

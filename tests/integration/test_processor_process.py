@@ -238,7 +238,7 @@ def test_endings(start_child: Any, messaging: Messaging, ending: str, checkpoint
 
 def test_a_users_function_may_print_without_breaking_the_protocol(start_child: Any, messaging: Messaging) -> None:
     child = start_child(
-        STREAMWRECK_PROCESS_FUNCTION="test_processor_protocol:noisy",
+        STREAMWRECK_PROCESS_FUNCTION="test_processor_process:noisy",
         PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
     )
     child.send(INITIALIZE)
