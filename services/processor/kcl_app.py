@@ -304,7 +304,7 @@ def make_publisher(settings: Settings) -> Publisher:
     config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=15)
     sns = boto3.client("sns", region_name=settings.region, config=config)
     assert settings.topic_arn is not None
-    return EventPublisher(sns, settings.topic_arn, settings.worker_id)
+    return EventPublisher(sns, settings.topic_arn, settings.worker_id, attempts=settings.publish_attempts)
 
 
 def child_main() -> int:
@@ -318,7 +318,10 @@ def child_main() -> int:
         print(f"streamwreck record processor: configuration error: {exc}", file=sys.stderr)
         return 2
     assert settings.stream_name is not None
-    record_processor = StreamwreckRecordProcessor(settings.stream_name, make_publisher(settings), function)
+    progress = ShardProgress(flush_records=settings.publish_flush_records, flush_seconds=settings.publish_flush_seconds)
+    record_processor = StreamwreckRecordProcessor(
+        settings.stream_name, make_publisher(settings), function, progress=progress
+    )
     # The daemon decides when this process ends (graceful shutdown, then end of input): a Ctrl-C that reaches the
     # whole process group must not kill it before it has published and checkpointed what it holds.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
