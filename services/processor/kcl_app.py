@@ -354,6 +354,9 @@ settings (environment; the options below override them):
   {ENV_PREFIX}SKIP_EVERY           demo rule: skip records whose sequence number divides by N (0: none)
   {ENV_PREFIX}PROCESS_FUNCTION     module:function called per record instead (return False to skip)
   {ENV_PREFIX}KCL_JARS_DIR         the daemon's jars (default: build/kcl-jars from 'make kcl-jars')
+  {ENV_PREFIX}PUBLISH_FLUSH_RECORDS  publish once this many records are pending (default 4000)
+  {ENV_PREFIX}PUBLISH_FLUSH_SECONDS  ... or once the oldest has waited this long (default 2)
+  {ENV_PREFIX}PUBLISH_ATTEMPTS     SNS attempts, with backoff, before exiting non-zero (default 8)
   AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL
                                    endpoints; when set (emulators) the local profile applies: no worker metrics,
                                    short shard-sync and lease-assignment intervals, AWS_EC2_METADATA_DISABLED=true
