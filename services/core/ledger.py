@@ -249,7 +249,7 @@ class MemcachedLedger:
         for node, client in self._clients.items():
             try:
                 stats = client.stats()
-            except (MemcacheError, OSError) as exc:
+            except (MemcacheError, OSError, RuntimeError) as exc:  # RuntimeError: no free pooled connection
                 logger.warning("ledger_node_unreachable", extra={"server": node, "error": str(exc)})
                 nodes.append(NodeHealth(server=node, reachable=False))
                 continue
