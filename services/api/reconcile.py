@@ -75,6 +75,9 @@ class LedgerStatus(BaseModel):
     evictions: int = Field(
         description="Entries memcached evicted for memory since it started (all nodes).", examples=[0]
     )
+    flushes: int = Field(
+        description="flush_all commands memcached took since it started (all nodes): entries may be gone.", examples=[0]
+    )
     started_at: datetime | None = Field(
         description="When the most recently started memcached node started: entries written before it are gone.",
         examples=["2026-11-27T09:00:00Z"],
@@ -212,6 +215,7 @@ def reconcile(records: Sequence[RecordId], entries: Mapping[RecordId, Entry], he
         "ledger": {
             "healthy": health.healthy,
             "evictions": health.evictions,
+            "flushes": health.flushes,
             "started_at": started.isoformat().replace("+00:00", "Z") if started else None,
             "ttl_seconds": health.ttl_seconds,
         },

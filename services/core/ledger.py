@@ -93,6 +93,7 @@ class NodeHealth:
     server: str
     reachable: bool
     evictions: int = 0
+    flushes: int = 0
     started_at: datetime | None = None
     curr_items: int = 0
     bytes: int = 0
@@ -111,6 +112,11 @@ class LedgerHealth:
     @property
     def evictions(self) -> int:
         return sum(node.evictions for node in self.nodes)
+
+    @property
+    def flushes(self) -> int:
+        """flush_all commands since the nodes started: any entry written before one may be gone."""
+        return sum(node.flushes for node in self.nodes)
 
     @property
     def started_at(self) -> datetime | None:
@@ -257,7 +263,9 @@ class MemcachedLedger:
                 NodeHealth(
                     server=node,
                     reachable=True,
-                    evictions=int(stats.get(b"evictions", 0)),
+                    # entries pushed out for memory, by the LRU or by slab rebalancing
+                    evictions=int(stats.get(b"evictions", 0)) + int(stats.get(b"slab_reassign_evictions_nomem", 0)),
+                    flushes=int(stats.get(b"cmd_flush", 0)),
                     started_at=datetime.fromtimestamp(int(stats[b"time"]) - int(stats[b"uptime"]) + _UPTIME_SKEW, UTC),
                     curr_items=int(stats.get(b"curr_items", 0)),
                     bytes=int(stats.get(b"bytes", 0)),

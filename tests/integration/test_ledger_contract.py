@@ -162,3 +162,18 @@ def test_keys_spread_evenly_over_several_nodes(nodes: int) -> None:
     sizes = [len(group) for group in ledger._by_node(keys).values()]
     assert len(sizes) == nodes
     assert max(sizes) / min(sizes) < 1.15, sizes
+
+
+@pytest.mark.integration
+def test_health_reports_a_flush(tmp_path: Path) -> None:
+    from pymemcache.client.base import Client
+
+    node = processes.start_memcached(tmp_path)
+    try:
+        ledger = _memcached_ledger(node)
+        assert ledger.health().flushes == 0
+        Client(("127.0.0.1", node.port)).flush_all()
+        assert ledger.health().flushes == 1
+        ledger.close()
+    finally:
+        node.stop()

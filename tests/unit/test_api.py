@@ -45,6 +45,7 @@ def test_answers_unprocessed_and_duplicates(client: TestClient) -> None:
     assert answer["ledger"] == {
         "healthy": True,
         "evictions": 0,
+        "flushes": 0,
         "started_at": answer["ledger"]["started_at"],
         "ttl_seconds": 3600,
     }
