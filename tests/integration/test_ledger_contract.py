@@ -172,7 +172,9 @@ def test_health_reports_a_flush(tmp_path: Path) -> None:
     try:
         ledger = _memcached_ledger(node)
         assert ledger.health().flushes == 0
-        Client(("127.0.0.1", node.port)).flush_all()
+        client = Client(("127.0.0.1", node.port))
+        client.flush_all()
+        client.close()
         assert ledger.health().flushes == 1
         ledger.close()
     finally:
