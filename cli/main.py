@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
@@ -104,6 +106,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one line, and exit 2 - never 1, which `check` uses for "records lost"
+        print(
+            f"streamwreck {args.command}: internal error: {type(exc).__name__}: {exc} "
+            "(STREAMWRECK_TRACEBACK=1 shows where)",
+            file=sys.stderr,
+        )
+        if os.environ.get("STREAMWRECK_TRACEBACK"):
+            traceback.print_exc()
+        return 2
 
 
 if __name__ == "__main__":
