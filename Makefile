@@ -10,15 +10,19 @@ JARS := build/kcl-jars
 M2_REPO ?= $(HOME)/.m2/repository
 PYTEST_ARGS ?=
 
-.PHONY: help setup system-deps kcl-jars emulators venv lint test test-unit demo bench clean
+.PHONY: help setup system-deps test-deps kcl-jars emulators venv lint test test-unit demo bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 20
 
-setup: system-deps kcl-jars emulators venv ## install everything: memcached, the KCL jars, the Kinesis emulator, Python deps
+setup: system-deps kcl-jars emulators venv ## what the demo needs: memcached, the KCL jars, the Kinesis emulator, Python deps
 
-system-deps: ## memcached and chromium from Debian's packages (needs root or sudo)
-	@scripts/system-deps.sh
+system-deps: ## memcached (and Java, Maven, Node.js, python3-venv if missing) from Debian's packages
+	@scripts/system-deps.sh python-venv memcached java mvn node npm
+
+test-deps: ## what only the tests need: chromium (Debian) and checkov (its own venv)
+	@scripts/system-deps.sh chromium
+	@$(MAKE) --no-print-directory iac-tools
 
 $(JARS)/.done: services/processor/pom.xml
 	@command -v mvn >/dev/null || { echo "setup: Maven is missing: install it (Debian: apt-get install maven)"; exit 2; }
@@ -49,10 +53,10 @@ lint: venv ## ruff and mypy
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: setup lint ## the whole suite: lint, unit, integration (real memcached, emulators, KCL daemon), end to end
+test: setup test-deps lint ## the whole suite: lint, unit, integration (real memcached, emulators, KCL daemon), end to end
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: venv iac-tools ## the fast tests without servers (tests/unit; the IaC scan uses checkov)
+test-unit: venv test-deps ## the fast tests without servers (tests/unit; the IaC scan uses checkov)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 demo: setup ## the whole pipeline on this machine: 1,000 records, a consumer that skips every 5th, the checker naming them

@@ -40,5 +40,4 @@ $(IAC_VENV)/.done: deploy.mk
 
 iac-tools: $(IAC_VENV)/.done ## checkov in its own venv (build/iac-venv), for the IaC scan in the tests
 
-# `make setup` (and so `make test`) installs it too.
-setup: iac-tools
+# `make test` installs it too (through test-deps).

@@ -1,13 +1,34 @@
 #!/usr/bin/env bash
-# Installs the system packages that the language registries cannot give: memcached (the ledger) and chromium
-# (headless, for the test that opens the checker's HTML report).
+# Installs, from Debian's packages, the programs streamwreck needs that the language registries cannot give.
+# Usage: scripts/system-deps.sh COMMAND...   e.g. memcached java mvn node npm python-venv chromium
+# Each missing command is installed when this user can (root, or sudo); otherwise one line names the package.
 set -euo pipefail
+
+package_of() {
+  case "$1" in
+    memcached) echo memcached ;;            # the ledger
+    chromium) echo chromium ;;              # headless, for the test that opens the checker's HTML report
+    java) echo openjdk-17-jre-headless ;;   # the KCL MultiLangDaemon
+    mvn) echo maven ;;                      # fetches the KCL jars
+    node) echo nodejs ;;                    # kinesis-local
+    npm) echo npm ;;
+    python-venv) echo python3-venv ;;
+    *) echo "$1" ;;
+  esac
+}
+
+present() {
+  if [ "$1" = python-venv ]; then "${PYTHON:-python3}" -c 'import ensurepip, venv' 2>/dev/null; else command -v "$1" >/dev/null; fi
+}
+
 missing=()
-command -v memcached >/dev/null || missing+=(memcached)
-command -v chromium >/dev/null || missing+=(chromium)
-if [ ${#missing[@]} = 0 ]; then exit 0; fi
-if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null; then sudo="sudo"; else
-  echo "setup: missing ${missing[*]} and this user cannot install them: install the Debian packages ${missing[*]}" >&2
+for command in "$@"; do
+  present "$command" || missing+=("$(package_of "$command")")
+done
+[ ${#missing[@]} = 0 ] && exit 0
+
+if [ "$(id -u)" = 0 ]; then sudo=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo="sudo"; else
+  echo "setup: missing ${missing[*]}: install the Debian package(s) ${missing[*]} (this user cannot)" >&2
   exit 2
 fi
 if ! command -v apt-get >/dev/null; then
