@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     skip_every: int = Field(0, ge=0, description="Demo rule: skip records whose sequence number divides by N; 0 off.")
     process_function: str | None = Field(None, description="module:function called per record instead of the demo.")
     kcl_jars_dir: str | None = Field(None, description="Folder of the KCL MultiLangDaemon jars.")
+    local_profile: bool = Field(
+        False,
+        description="Processor: emulator-friendly KCL settings (no worker metrics, no EC2 metadata, fast lease and "
+        "shard sync). Set by `streamwreck local up`, the tests and docker-compose; never in AWS.",
+    )
     publish_flush_records: int = Field(4000, ge=1, description="Processor: publish once this many records are pending.")
     publish_flush_seconds: float = Field(2.0, ge=0, le=300, description="Processor: publish records pending this long.")
     publish_attempts: int = Field(8, ge=1, le=20, description="Processor: SNS attempts before exiting non-zero.")
