@@ -5,7 +5,6 @@ exported). No AWS account needed."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -13,24 +12,15 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
+from deploy import iac
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"deploy_{name}", ROOT / "deploy" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-iac = _load("iac")
 TEMPLATES = {path.stem: iac.load_template(path) for path in iac.TEMPLATES}
 SERVICES = TEMPLATES["services"]
 # Actions that have no resource-level permissions: "*" is the only resource they take.

@@ -8,26 +8,14 @@ they import, plus STREAMWRECK_* names read from the environment directly (the ch
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from deploy import iac
+
 ROOT = Path(__file__).resolve().parents[2]
 
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"deploy_{name}", ROOT / "deploy" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-iac = _load("iac")
 
 # Left unset on purpose, with the reason. Anything else a service reads must be set.
 LEFT_UNSET = {

@@ -3,27 +3,13 @@ against the templates' own Parameters (a renamed parameter would otherwise fail 
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from deploy import iac, stacks
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"deploy_{name}", ROOT / "deploy" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-stacks = _load("stacks")
-iac = _load("iac")
 
 
 def test_overrides_are_stack_dot_key_equals_value() -> None:
