@@ -1,7 +1,9 @@
-"""The reader's logic without a network: shard order, --shard, pacing, throttling, expired iterators, until/since.
+"""The reader's logic without a network: the paginated shard listing, shard order, --shard, pacing, throttling,
+expired iterators, until/since.
 
 The Kinesis client here is a scripted stand-in raising botocore's own ClientError; the same paths run against
-kinesis-local in tests/integration/test_check_reading.py.
+kinesis-local in tests/integration/test_check_stream.py (reading, resharding, since/until) and
+tests/integration/test_check_iterator.py (an iterator that really expires).
 """
 
 from __future__ import annotations
@@ -15,13 +17,71 @@ from botocore.exceptions import ClientError
 
 from cli.aggregation import aggregate
 from cli.aws import AwsError
-from cli.reading import Pace, Shard, ShardReader, in_read_order, read_all, select
+from cli.reading import Pace, Shard, ShardReader, in_read_order, list_shards, read_all, select
 
 T0 = 1_800_000_000.0
 
 
 def shard(shard_id: str, *parents: str, closed: bool = False) -> Shard:
     return Shard(shard_id, parents, closed, 0, 2**128 - 1)
+
+
+def listed(shard_id: str, *parents: str, closed: bool = False) -> dict[str, Any]:
+    """A shard as ListShards describes it."""
+    item: dict[str, Any] = {
+        "ShardId": shard_id,
+        "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(2**128 - 1)},
+        "SequenceNumberRange": {"StartingSequenceNumber": "1", **({"EndingSequenceNumber": "9"} if closed else {})},
+    }
+    if parents:
+        item["ParentShardId"] = parents[0]
+    if len(parents) > 1:
+        item["AdjacentParentShardId"] = parents[1]
+    return item
+
+
+class PagedListing:
+    """ListShards in pages joined by NextToken, as Kinesis pages a stream with more shards than MaxResults."""
+
+    def __init__(self, pages: list[list[dict[str, Any]]], throttle_first: bool = False) -> None:
+        self.pages = pages
+        self.calls: list[dict[str, Any]] = []
+        self.throttle_first = throttle_first
+
+    def list_shards(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        if self.throttle_first:
+            self.throttle_first = False
+            raise error("LimitExceededException")
+        index = 0 if "StreamName" in kwargs else int(kwargs["NextToken"].removeprefix("token-"))
+        response: dict[str, Any] = {"Shards": self.pages[index]}
+        if index + 1 < len(self.pages):
+            response["NextToken"] = f"token-{index + 1}"
+        return response
+
+
+def test_list_shards_follows_next_token_to_the_last_page() -> None:
+    kinesis = PagedListing(
+        [
+            [listed("shardId-0", closed=True), listed("shardId-1")],
+            [listed("shardId-2", "shardId-0"), listed("shardId-3", "shardId-0")],
+            [listed("shardId-4", "shardId-3", "shardId-1")],
+        ],
+        throttle_first=True,
+    )
+    slept: list[float] = []
+    shards = list_shards(kinesis, "st", sleep=slept.append)  # type: ignore[arg-type]
+    assert [s.shard_id for s in shards] == [f"shardId-{n}" for n in range(5)]
+    assert shards[0].closed and not shards[1].closed
+    assert shards[4].parent_ids == ("shardId-3", "shardId-1")
+    assert len(slept) == 1  # throttled once, then retried
+    # the stream name goes only with the first request: Kinesis refuses it beside a NextToken
+    assert kinesis.calls == [
+        {"StreamName": "st", "MaxResults": 1000},
+        {"StreamName": "st", "MaxResults": 1000},
+        {"NextToken": "token-1", "MaxResults": 1000},
+        {"NextToken": "token-2", "MaxResults": 1000},
+    ]
 
 
 def test_parents_come_before_children_whatever_the_listing_order() -> None:
