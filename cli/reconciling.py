@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from cli.reading import UserRecord
-from cli.tally import RecordKey
+from cli.tally import RecordKey, key_of
+from cli.verdict import LedgerView
 from services.core.errors import StreamwreckError
 
 CONNECT_ATTEMPTS = 4  # connection refused or reset: 0.25 s, 0.5 s, 1 s apart
@@ -34,10 +35,12 @@ class ApiError(StreamwreckError):
 class Answer:
     unprocessed: frozenset[RecordKey]
     duplicates: dict[RecordKey, int]  # records processed more than once -> how many times
-    ledger: dict[str, Any]
+    ledger: dict[str, Any]  # the API's ledger object, as it said it (for the report)
     received_at: float  # Unix seconds: the moment the evidence is from
+    view: LedgerView  # the ledger object, checked and parsed
 
     def count(self, key: RecordKey) -> int:
+        """How many processed events the ledger holds for a record of the batch asked about."""
         if key in self.unprocessed:
             return 0
         return self.duplicates.get(key, 1)
@@ -92,7 +95,7 @@ class ReconcileApi:
                 raise ApiError("the reconcile API refuses even a single record as too many (413)")
             self._limit = min(response.limit or len(records) // 2, len(records) - 1)
             return self.reconcile(stream, records)
-        return self._answer(stream, response)
+        return self._answer(response, records)
 
     def _body(self, stream: str, records: Sequence[UserRecord]) -> bytes:
         # Built by hand: shard ids are [A-Za-z0-9_.-] and sequence numbers digits (validated by the API anyway),
@@ -157,20 +160,47 @@ class ReconcileApi:
                 raise ApiError(f"{self.base_url}/reconcile does not exist (404): is --endpoint the streamwreck API?")
             raise ApiError(f"the reconcile API at {self.base_url} rejected a batch ({status}): {_message(response)}")
 
-    def _answer(self, stream: str, document: dict[str, Any]) -> Answer:
+    def _answer(self, document: Any, records: Sequence[UserRecord]) -> Answer:
+        """The answer, checked against the batch it answers: every record counted, none it was not asked about."""
         try:
-            unprocessed = frozenset(
-                (r["shard_id"], r["sequence_number"], int(r.get("sub_sequence_number", 0)))
-                for r in document["unprocessed"]
-            )
-            duplicates = {
-                (r["shard_id"], r["sequence_number"], int(r.get("sub_sequence_number", 0))): int(r["count"])
-                for r in document.get("duplicates", [])
-            }
-            ledger = dict(document["ledger"])
+            return _parse_answer(document, records, self._clock())
         except (KeyError, TypeError, ValueError) as exc:
-            raise ApiError(f"{self.base_url}/reconcile answered in an unexpected shape ({exc!r})") from None
-        return Answer(unprocessed, duplicates, ledger, self._clock())
+            detail = str(exc) if isinstance(exc, ValueError) else repr(exc)
+            raise ApiError(f"{self.base_url}/reconcile answered in an unexpected shape: {detail}") from None
+
+
+def _parse_answer(document: Any, records: Sequence[UserRecord], received_at: float) -> Answer:
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object, got {type(document).__name__}")
+    checked = document["checked"]
+    if isinstance(checked, bool) or checked != len(records):
+        raise ValueError(f"checked is {checked!r} for a batch of {len(records)} records")
+    asked = {key_of(record) for record in records}
+
+    def key(item: Any, field: str) -> RecordKey:
+        if not isinstance(item, dict):
+            raise ValueError(f"{field}: expected records as objects, got {type(item).__name__}")
+        sub = item.get("sub_sequence_number", 0)
+        if isinstance(sub, bool) or not isinstance(sub, int):
+            raise ValueError(f"{field}: sub_sequence_number {sub!r} is not a whole number")
+        found = (item["shard_id"], item["sequence_number"], sub)
+        if found not in asked:
+            raise ValueError(f"{field} names {found[0]} {found[1]}/{found[2]}, which the batch did not ask about")
+        return found
+
+    unprocessed = frozenset(key(item, "unprocessed") for item in document["unprocessed"])
+    duplicates: dict[RecordKey, int] = {}
+    for item in document.get("duplicates", []):
+        count = item.get("count") if isinstance(item, dict) else None
+        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
+            raise ValueError(f"duplicates: count {count!r} is not a whole number of 2 or more")
+        found = key(item, "duplicates")
+        if found in unprocessed:
+            raise ValueError(f"{found[0]} {found[1]}/{found[2]} is both unprocessed and a duplicate")
+        duplicates[found] = count
+    ledger = document["ledger"]
+    view = LedgerView.from_answer(ledger)
+    return Answer(unprocessed, duplicates, dict(ledger), received_at, view)
 
 
 @dataclass(frozen=True)
@@ -179,11 +209,26 @@ class _TooMany:
 
 
 def _merge(parts: Sequence[Answer]) -> Answer:
+    """One answer for a batch asked in parts; its ledger view vouches for no more than the weakest part's."""
     duplicates: dict[RecordKey, int] = {}
     for part in parts:
         duplicates.update(part.duplicates)
+    views = [part.view for part in parts]
+    starts = [view.started_at for view in views]
+    flushes = [view.flushes for view in views]
+    view = LedgerView(
+        healthy=all(view.healthy for view in views),
+        evictions=max(view.evictions for view in views),
+        started_at=None if None in starts else max(start for start in starts if start is not None),
+        ttl_seconds=min(view.ttl_seconds for view in views),
+        flushes=None if None in flushes else max(flush for flush in flushes if flush is not None),
+    )
     return Answer(
-        frozenset().union(*(part.unprocessed for part in parts)), duplicates, parts[-1].ledger, parts[-1].received_at
+        frozenset().union(*(part.unprocessed for part in parts)),
+        duplicates,
+        parts[-1].ledger,
+        parts[-1].received_at,
+        view,
     )
 
 

@@ -9,7 +9,7 @@ The document (``--format json``)::
      "lost_ranges": [{"shard_id", "first", "last", "count", ...}],
      "records": [{"shard_id", "sequence_number", "sub_sequence_number", "status", "reason", "partition_key",
                   "approximate_arrival_timestamp", "count"}],
-     "ledger": {"healthy", "evictions", "started_at", "ttl_seconds"}, "options": {...}, ...}
+     "ledger": {"healthy", "evictions", "flushes", "started_at", "ttl_seconds"}, "options": {...}, ...}
 
 ``records`` lists every record that is not ``processed``. Pure: renderers return text.
 """
@@ -308,7 +308,8 @@ def render_table(document: Mapping[str, Any], width: int | None = None, color: b
     if ledger:
         console.print(
             f"Ledger: {'healthy' if ledger.get('healthy') else 'NOT healthy'}, {ledger.get('evictions', 0):,} "
-            f"evictions, started {ledger.get('started_at')}, TTL {ledger.get('ttl_seconds')} s"
+            f"evictions, {_flushes(ledger.get('flushes'))}, started {ledger.get('started_at')}, TTL "
+            f"{ledger.get('ttl_seconds')} s"
         )
     return out.getvalue()
 
@@ -317,8 +318,12 @@ _NUMERIC = {"Checked", "Processed", "Duplicate", "In flight"}
 _EXPLAIN = {
     "clean": "every record is processed or still in flight",
     "gaps": "records were lost: see the ranges below",
-    "unreliable": "the ledger cannot vouch for some records (unknown): no verdict on those",
+    "unreliable": "the evidence cannot vouch for some records (unknown): no verdict on those",
 }
+
+
+def _flushes(count: Any) -> str:
+    return "flushes not reported" if count is None else f"{count:,} flushes"
 
 
 def _general(reason: str) -> str:

@@ -4,10 +4,14 @@ A record is ``processed`` when the ledger holds it once and ``duplicate`` when m
 it. A record the ledger does not hold is, in this order:
 
 - ``in_flight`` when the consumer has not got to it yet: it lies beyond the checkpoint of the consumer's lease on
-  its shard (``--kcl-app``), or it arrived less than the grace period ago;
-- ``unknown`` when the ledger cannot vouch for its absence: the ledger evicted entries, or a memcached node started
-  after the record arrived (its entry may have been written before the restart), or the record is older than the
-  ledger's TTL (its entry may have expired), or a node did not answer;
+  its shard (``--kcl-app``), or its shard has no lease yet while a parent's or sibling's lease shows the consumer
+  working towards it, or it arrived less than the grace period ago;
+- ``unknown`` when the evidence cannot tell: the consumer's lease is still at LATEST (records written before the
+  consumer started are never processed, later ones are not checkpointed yet: the two look alike), or its shard has
+  no lease and no relative's lease vouches for the consumer; or the ledger cannot vouch for its absence: the ledger
+  evicted entries or was flushed, or a memcached node started after the record arrived (its entry may have been
+  written before the restart), or the record is older than the ledger's TTL (its entry may have expired), or a node
+  did not answer;
 - ``lost`` otherwise: the ledger was intact for the whole life of the record and has no entry for it.
 
 Never ``lost`` for want of evidence: every doubt resolves to ``in_flight`` or ``unknown``.
@@ -58,21 +62,50 @@ class LedgerView:
     evictions: int
     started_at: float | None  # Unix seconds; None when no node reported a start
     ttl_seconds: int
+    flushes: int | None = 0  # flush_all commands since the start; None when the API did not say (an older API)
 
     @classmethod
-    def from_answer(cls, ledger: Mapping[str, Any]) -> LedgerView:
+    def from_answer(cls, ledger: Any) -> LedgerView:
+        """The API's ``ledger`` object, checked field by field; ValueError naming the first field that is wrong."""
+        if not isinstance(ledger, Mapping):
+            raise ValueError(f"ledger: expected an object, got {_shown(ledger)}")
+        healthy = ledger.get("healthy")
+        if not isinstance(healthy, bool):
+            raise ValueError(f"ledger.healthy: expected true or false, got {_shown(healthy)}")
         started = ledger.get("started_at")
+        if started is not None and not isinstance(started, str):
+            raise ValueError(f"ledger.started_at: expected an ISO 8601 time or null, got {_shown(started)}")
+        flushes = ledger.get("flushes")
         return cls(
-            healthy=bool(ledger.get("healthy", False)),
-            evictions=int(ledger.get("evictions") or 0),
-            started_at=parse_time(started) if started else None,
-            ttl_seconds=int(ledger.get("ttl_seconds") or 0),
+            healthy=healthy,
+            evictions=_count(ledger, "evictions"),
+            started_at=parse_time(started, "ledger.started_at") if started is not None else None,
+            ttl_seconds=_count(ledger, "ttl_seconds"),
+            flushes=None if flushes is None else _count(ledger, "flushes"),
         )
 
 
-def parse_time(text: str) -> float:
-    """ISO 8601 (a trailing Z allowed) to Unix seconds."""
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+def _count(ledger: Mapping[str, Any], name: str) -> int:
+    value = ledger.get(name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"ledger.{name}: expected a whole number >= 0, got {_shown(value)}")
+    return value
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def parse_time(text: str, name: str = "time") -> float:
+    """ISO 8601 with a zone (a trailing Z allowed) to Unix seconds; ValueError naming ``name`` otherwise."""
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name}: expected an ISO 8601 time, got {_shown(text)}") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{name}: expected a time with a zone (Z or +00:00), got {_shown(text)}")
+    return moment.timestamp()
 
 
 class LeasePosition(StrEnum):
@@ -82,8 +115,9 @@ class LeasePosition(StrEnum):
     SHARD_END = "shard_end"  # the shard is finished
     TRIM_HORIZON = "trim_horizon"  # leased, nothing checkpointed yet: it starts at the oldest record
     AT_TIMESTAMP = "at_timestamp"  # leased, nothing checkpointed yet: it starts at a time we cannot see
-    LATEST = "latest"  # leased at the tip: records before it will never be processed by it
-    NOT_LEASED = "not_leased"  # no lease yet: the consumer has not reached this shard
+    LATEST = "latest"  # leased at the tip, nothing checkpointed yet: which records came before it cannot be told
+    AWAITING_LEASE = "awaiting_lease"  # no lease yet, but a parent's or sibling's lease shows the consumer coming
+    NOT_LEASED = "not_leased"  # no lease, and no relative's lease: nothing says the consumer will ever come here
     DONE = "done"  # no lease, but a descendant has one: finished and cleaned up
 
 
@@ -98,7 +132,7 @@ class Checkpoint:
         if self.position is LeasePosition.SEQUENCE:
             assert self.sequence_number is not None
             return (int(sequence_number), sub_sequence_number) > (int(self.sequence_number), self.sub_sequence_number)
-        return self.position in (LeasePosition.TRIM_HORIZON, LeasePosition.AT_TIMESTAMP, LeasePosition.NOT_LEASED)
+        return self.position in (LeasePosition.TRIM_HORIZON, LeasePosition.AT_TIMESTAMP, LeasePosition.AWAITING_LEASE)
 
     def describe(self) -> str:
         if self.position is LeasePosition.SEQUENCE:
@@ -130,14 +164,31 @@ def judge(
     if checkpoint is not None and checkpoint.pending(sequence_number, sub_sequence_number):
         if checkpoint.position is LeasePosition.SEQUENCE:
             return Judgement(Status.IN_FLIGHT, "beyond the consumer's checkpoint")
+        if checkpoint.position is LeasePosition.AWAITING_LEASE:
+            return Judgement(
+                Status.IN_FLIGHT,
+                "no lease on its shard yet, but a parent's or sibling's lease shows the consumer coming",
+            )
         return Judgement(Status.IN_FLIGHT, f"consumer's lease is at {checkpoint.position.value}")
     age = now - arrival
     if age < grace:
         return Judgement(Status.IN_FLIGHT, f"arrived {max(age, 0):.0f}s ago, within the grace period")
+    if checkpoint is not None and checkpoint.position is LeasePosition.LATEST:
+        return Judgement(
+            Status.UNKNOWN,
+            "consumer's lease is still at LATEST: written before the consumer started (never processed) or not "
+            "checkpointed yet, which cannot be told apart",
+        )
+    if checkpoint is not None and checkpoint.position is LeasePosition.NOT_LEASED:
+        return Judgement(Status.UNKNOWN, "its shard has no lease, nor has any parent or sibling of it")
     if not ledger.healthy:
         return Judgement(Status.UNKNOWN, "a ledger node did not answer")
     if ledger.evictions > 0:
         return Judgement(Status.UNKNOWN, f"the ledger evicted {ledger.evictions} entries")
+    if ledger.flushes is None:
+        return Judgement(Status.UNKNOWN, "the ledger did not say whether it was flushed")
+    if ledger.flushes > 0:
+        return Judgement(Status.UNKNOWN, f"the ledger was flushed ({ledger.flushes} flush_all since it started)")
     if ledger.started_at is None:
         return Judgement(Status.UNKNOWN, "the ledger did not say when it started")
     if arrival < ledger.started_at + START_ROUNDING_SECONDS:

@@ -15,7 +15,13 @@ import pytest
 from cli.reading import UserRecord
 from cli.reconciling import Answer, ApiError, Pipeline, ReconcileApi
 
-LEDGER = {"healthy": True, "evictions": 0, "started_at": "2026-11-27T16:00:00Z", "ttl_seconds": 604800}
+LEDGER = {
+    "healthy": True,
+    "evictions": 0,
+    "flushes": 0,
+    "started_at": "2026-11-27T16:00:00Z",
+    "ttl_seconds": 604800,
+}
 
 
 def rec(n: int, shard: str = "shardId-000000000000", sub: int = 0) -> UserRecord:
@@ -131,12 +137,123 @@ def test_ledger_down_is_retried_after_retry_after_then_one_line() -> None:
         (httpx.Response(500, text="boom"), r"failed \(500\)"),
         (httpx.Response(200, text="not json"), "not JSON"),
         (httpx.Response(200, json={"checked": 1}), "unexpected shape"),
+        (httpx.Response(200, json=["not", "an", "object"]), "unexpected shape: expected a JSON object"),
     ],
 )
 def test_errors_are_one_line(response: httpx.Response, message: str) -> None:
     with pytest.raises(ApiError, match=message) as caught:
         api(lambda request: response).reconcile("orders", [rec(0)])
     assert "\n" not in str(caught.value)
+
+
+def answer_of(records: Sequence[UserRecord], **changes: Any) -> dict[str, Any]:
+    """A well-formed answer for ``records`` (all processed), with fields replaced."""
+    return {"checked": len(records), "unprocessed": [], "duplicates": [], "ledger": LEDGER, **changes}
+
+
+def ref(record: UserRecord, **extra: Any) -> dict[str, Any]:
+    return {
+        "shard_id": record.shard_id,
+        "sequence_number": record.sequence_number,
+        "sub_sequence_number": record.sub_sequence_number,
+        **extra,
+    }
+
+
+BATCH = [rec(0), rec(1), rec(2, sub=4)]
+STRANGER = rec(9)
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        pytest.param(
+            answer_of(BATCH, ledger={**LEDGER, "started_at": "yesterday"}),
+            "ledger.started_at: expected an ISO 8601 time, got 'yesterday'",
+            id="malformed ledger time",
+        ),
+        pytest.param(
+            answer_of(BATCH, ledger={**LEDGER, "evictions": "many"}), "ledger.evictions", id="malformed count"
+        ),
+        pytest.param(answer_of(BATCH, ledger=None), "ledger: expected an object", id="no ledger object"),
+        pytest.param(answer_of(BATCH, checked=2), "checked is 2 for a batch of 3 records", id="checked too few"),
+        pytest.param(answer_of(BATCH, checked=True), "checked is True", id="checked not a number"),
+        pytest.param(
+            answer_of(BATCH, unprocessed=[ref(STRANGER)]),
+            f"unprocessed names shardId-000000000000 {STRANGER.sequence_number}/0, which the batch did not ask about",
+            id="unprocessed stranger",
+        ),
+        pytest.param(
+            answer_of(BATCH, unprocessed=[ref(BATCH[2], sub_sequence_number=5)]),
+            "which the batch did not ask about",
+            id="unprocessed wrong sub-record",
+        ),
+        pytest.param(
+            answer_of(BATCH, duplicates=[ref(STRANGER, count=2)]),
+            "duplicates names shardId-000000000000 1009/0, which the batch did not ask about",
+            id="duplicate stranger",
+        ),
+        pytest.param(
+            answer_of(BATCH, duplicates=[ref(BATCH[0], count=1)]),
+            "count 1 is not a whole number of 2 or more",
+            id="duplicate once",
+        ),
+        pytest.param(
+            answer_of(BATCH, unprocessed=[ref(BATCH[0])], duplicates=[ref(BATCH[0], count=2)]),
+            "both unprocessed and a duplicate",
+            id="both",
+        ),
+    ],
+)
+def test_an_answer_that_does_not_fit_its_batch_is_an_api_error(document: dict[str, Any], message: str) -> None:
+    client = api(lambda request: httpx.Response(200, json=document))
+    with pytest.raises(ApiError) as caught:
+        client.reconcile("orders", BATCH)
+    text = str(caught.value)
+    assert text.startswith("http://api.test/reconcile answered in an unexpected shape: ") and "\n" not in text
+    assert message in text
+
+
+def test_an_answer_names_only_records_of_its_batch_and_counts_them_all() -> None:
+    document = answer_of(BATCH, unprocessed=[ref(BATCH[1])], duplicates=[ref(BATCH[2], count=3)])
+    answer = api(lambda request: httpx.Response(200, json=document)).reconcile("orders", BATCH)
+    assert [
+        answer.count(key) for key in (("shardId-000000000000", r.sequence_number, r.sub_sequence_number) for r in BATCH)
+    ] == [1, 0, 3]
+    assert answer.view.flushes == 0 and answer.view.healthy
+
+
+def test_a_malformed_answer_stops_the_pipeline_with_an_api_error() -> None:
+    bad = answer_of([rec(0)], ledger={**LEDGER, "started_at": "yesterday"})
+    stop = threading.Event()
+    pipeline = Pipeline(
+        api(lambda request: httpx.Response(200, json=bad)), "orders", 1, 1, on_answer=lambda b, a: None, stop=stop
+    )
+    with pytest.raises(ApiError, match="started_at"):
+        for n in range(100):
+            pipeline.add([rec(n)])
+        pipeline.finish()
+    assert isinstance(pipeline.error, ApiError) and stop.is_set()
+    pipeline.abort()
+
+
+def test_a_batch_asked_in_parts_vouches_for_no_more_than_its_weakest_part() -> None:
+    answers = iter(
+        [
+            {"ledger": {**LEDGER, "flushes": 0, "evictions": 3}},
+            {"ledger": {**{k: v for k, v in LEDGER.items() if k != "flushes"}, "healthy": False}},
+            {"ledger": {**LEDGER, "flushes": 2}},
+        ]
+    )
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        records = json.loads(request.content)["records"]
+        if len(records) > 1:
+            return httpx.Response(413, json={"message": "the limit is 1"})
+        return httpx.Response(200, json={"checked": 1, "unprocessed": [], "duplicates": [], **next(answers)})
+
+    view = api(handler).reconcile("orders", BATCH).view
+    assert (view.healthy, view.evictions, view.flushes) == (False, 3, None)
 
 
 def test_unreachable_is_retried_then_one_line() -> None:

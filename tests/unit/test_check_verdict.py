@@ -7,6 +7,7 @@ import pytest
 from cli.verdict import (
     Checkpoint,
     ExitCode,
+    Judgement,
     LeasePosition,
     LedgerView,
     Place,
@@ -22,7 +23,29 @@ from cli.verdict import (
 NOW = 1_800_000_000.0
 HOUR = 3600.0
 SEQ = "49590338271490256608559692538361571095921575989136588898"
-INTACT = LedgerView(healthy=True, evictions=0, started_at=NOW - 10 * HOUR, ttl_seconds=7 * 24 * 3600)
+INTACT = LedgerView(healthy=True, evictions=0, started_at=NOW - 10 * HOUR, ttl_seconds=7 * 24 * 3600, flushes=0)
+
+
+def judged(
+    *,
+    count: int = 0,
+    arrival: float = NOW - HOUR,
+    checkpoint: Checkpoint | None = None,
+    ledger: LedgerView = INTACT,
+    grace: float = 60,
+    seq: str = SEQ,
+    sub: int = 0,
+) -> Judgement:
+    return judge(
+        arrival=arrival,
+        sequence_number=seq,
+        sub_sequence_number=sub,
+        count=count,
+        checkpoint=checkpoint,
+        ledger=ledger,
+        now=NOW,
+        grace=grace,
+    )
 
 
 def status(
@@ -84,6 +107,8 @@ def test_younger_than_the_grace_is_in_flight() -> None:
         pytest.param(LedgerView(True, 0, NOW - 10 * HOUR, 1800), NOW - HOUR, id="older than the TTL"),
         pytest.param(LedgerView(False, 0, NOW - 10 * HOUR, 7 * 86400), NOW - HOUR, id="a node down"),
         pytest.param(LedgerView(True, 0, None, 7 * 86400), NOW - HOUR, id="start not reported"),
+        pytest.param(LedgerView(True, 0, NOW - 10 * HOUR, 7 * 86400, flushes=1), NOW - HOUR, id="flushed"),
+        pytest.param(LedgerView(True, 0, NOW - 10 * HOUR, 7 * 86400, flushes=None), NOW - HOUR, id="flushes unsaid"),
     ],
 )
 def test_missing_where_the_ledger_cannot_vouch_is_unknown(ledger: LedgerView, arrival: float) -> None:
@@ -115,14 +140,32 @@ def test_beyond_a_sequence_checkpoint_is_in_flight_and_behind_it_is_lost() -> No
     [
         (LeasePosition.TRIM_HORIZON, Status.IN_FLIGHT),
         (LeasePosition.AT_TIMESTAMP, Status.IN_FLIGHT),
-        (LeasePosition.NOT_LEASED, Status.IN_FLIGHT),
+        (LeasePosition.AWAITING_LEASE, Status.IN_FLIGHT),  # a parent's or sibling's lease shows the consumer
+        (LeasePosition.NOT_LEASED, Status.UNKNOWN),  # no lease and no leased relative: no evidence either way
+        (LeasePosition.LATEST, Status.UNKNOWN),
         (LeasePosition.SHARD_END, Status.LOST),
         (LeasePosition.DONE, Status.LOST),
-        (LeasePosition.LATEST, Status.LOST),
     ],
 )
 def test_lease_positions(position: LeasePosition, expected: Status) -> None:
     assert status(checkpoint=Checkpoint(position)) is expected
+
+
+def test_a_lease_still_at_latest_cannot_tell_records_before_the_consumer_from_records_it_has_not_reached() -> None:
+    latest = Checkpoint(LeasePosition.LATEST)
+    result, reason = judged(checkpoint=latest, arrival=NOW - HOUR)
+    assert result is Status.UNKNOWN and "LATEST" in reason and "cannot be told apart" in reason
+    assert status(checkpoint=latest, arrival=NOW - 10) is Status.IN_FLIGHT  # within the grace: in flight anyway
+    assert status(checkpoint=latest, count=1) is Status.PROCESSED
+
+
+def test_reasons_name_the_missing_evidence() -> None:
+    assert judged(checkpoint=Checkpoint(LeasePosition.NOT_LEASED))[1] == (
+        "its shard has no lease, nor has any parent or sibling of it"
+    )
+    assert "parent's or sibling's lease" in judged(checkpoint=Checkpoint(LeasePosition.AWAITING_LEASE))[1]
+    flushed = LedgerView(True, 0, NOW - 10 * HOUR, 7 * 86400, flushes=2)
+    assert judged(ledger=flushed) == (Status.UNKNOWN, "the ledger was flushed (2 flush_all since it started)")
 
 
 def test_verdict_and_exit_codes() -> None:
@@ -147,12 +190,32 @@ def test_lost_ranges_collapse_only_records_read_one_after_another() -> None:
     assert lost_ranges("s", []) == []
 
 
+GOOD = {"healthy": True, "evictions": 2, "flushes": 1, "started_at": "2026-11-27T16:00:00Z", "ttl_seconds": 60}
+
+
 def test_ledger_view_from_the_api_answer() -> None:
-    view = LedgerView.from_answer(
-        {"healthy": True, "evictions": 2, "started_at": "2026-11-27T16:00:00Z", "ttl_seconds": 60}
-    )
-    assert view == LedgerView(True, 2, parse_time("2026-11-27T16:00:00+00:00"), 60)
-    assert (
-        LedgerView.from_answer({"healthy": True, "evictions": 0, "started_at": None, "ttl_seconds": 60}).started_at
-        is None
-    )
+    view = LedgerView.from_answer(GOOD)
+    assert view == LedgerView(True, 2, parse_time("2026-11-27T16:00:00+00:00"), 60, flushes=1)
+    assert LedgerView.from_answer({**GOOD, "started_at": None}).started_at is None
+    older_api = {name: value for name, value in GOOD.items() if name != "flushes"}
+    assert LedgerView.from_answer(older_api).flushes is None  # not said: judged as no evidence, not as zero
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"started_at": "yesterday"}, "ledger.started_at: expected an ISO 8601 time, got 'yesterday'"),
+        ({"started_at": "2026-11-27T16:00:00"}, "ledger.started_at: expected a time with a zone"),
+        ({"started_at": 1795795200}, "ledger.started_at: expected an ISO 8601 time or null"),
+        ({"healthy": "yes"}, "ledger.healthy: expected true or false"),
+        ({"evictions": -1}, "ledger.evictions: expected a whole number >= 0, got -1"),
+        ({"evictions": "2"}, "ledger.evictions: expected a whole number >= 0, got '2'"),
+        ({"flushes": 1.5}, "ledger.flushes: expected a whole number"),
+        ({"ttl_seconds": None}, "ledger.ttl_seconds: expected a whole number"),
+    ],
+)
+def test_a_malformed_ledger_object_is_a_value_error_naming_the_field(change: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        LedgerView.from_answer({**GOOD, **change})
+    with pytest.raises(ValueError, match="ledger: expected an object"):
+        LedgerView.from_answer(["not", "an", "object"])
