@@ -13,7 +13,7 @@ import re
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ require("httpx", "rich", "aws_kinesis_agg")  # the `cli` extra: imported where u
 DEFAULT_ENDPOINT = "http://127.0.0.1:8000"
 DEFAULT_BATCH = 2500
 DEFAULT_CONCURRENCY = 8
+DEFAULT_SETTLE = 5.0
 MAX_BATCH = 10_000
 PIPELINE_DEPTH = 4  # reconcile requests in flight at once
 
@@ -35,10 +36,19 @@ records), ask the reconcile API which records the ledger has no entry for, and r
 simply processed:
 
   processed   the ledger holds it                     duplicate  processed more than once
-  in_flight   the consumer has not got to it yet: beyond its checkpoint (--kcl-app), or arrived within --grace
-  unknown     the ledger cannot vouch for it: memcached evicted entries, or restarted after the record arrived,
-              or the record is older than the ledger's TTL
+  in_flight   the consumer has not got to it yet: beyond its checkpoint (--kcl-app), or on a shard the KCL has
+              not leased yet while a parent's or sibling's lease shows the consumer coming, or arrived within --grace
+  unknown     the evidence cannot tell: the ledger evicted entries, was flushed, restarted after the record
+              arrived, or the record is older than the ledger's TTL; or (--kcl-app) the consumer's lease is still at
+              LATEST, or its shard has no lease and no leased relative
   lost        none of the above and not in the ledger: the consumer skipped it
+
+Records the ledger lacks get a second look --settle seconds (default 5) after the consumer's checkpoints were read
+(or the check started): the processor checkpoints after publishing, and its events take a moment to reach the
+ledger through SNS, SQS and the recorder.
+
+With --kcl-app, the lease table must be this stream's consumer's: a table with no lease for any of the stream's
+shards, or with leases that name shards, parents or hash ranges the stream does not have, is an error (exit 2).
 
 Closed shards are read to their end; open shards until caught up, or to the first record that arrived after
 --until (default: when the check started). Each shard is read within its Kinesis limits (5 reads/s, 2 MB/s),
@@ -47,8 +57,9 @@ backing off when throttled, renewing expired iterators where it stopped. Batches
 verdict and exit code:
   0  clean       nothing lost, nothing unknown
   1  gaps        records were lost (also duplicates, with --fail-on-duplicates)
-  2  error       bad usage, or the stream, the API or AWS could not be reached: one line on stderr
-  3  unreliable  nothing proven lost, but the ledger cannot vouch for some records (unknown)
+  2  error       bad usage; the stream, the API or AWS could not be reached; the API's answer made no sense; the
+                 lease table is not this stream's consumer's: one line on stderr
+  3  unreliable  nothing proven lost, but the evidence cannot vouch for some records (unknown)
 
 environment:
   STREAMWRECK_API_URL       the reconcile API (default http://127.0.0.1:8000); --endpoint overrides it
@@ -131,6 +142,14 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="records younger than this are in_flight, not lost (default 60)",
     )
     judging.add_argument(
+        "--settle",
+        type=_seconds,
+        default=DEFAULT_SETTLE,
+        metavar="SECONDS",
+        help="look again at records missing from the ledger no sooner than this after the checkpoints were read (or "
+        f"the check started), for the recorder to catch up with the consumer (default {DEFAULT_SETTLE:g}; 0: at once)",
+    )
+    judging.add_argument(
         "--kcl-app",
         metavar="NAME",
         help="the consumer's KCL application name (its DynamoDB lease table): records beyond its checkpoints are "
@@ -195,6 +214,7 @@ def run(args: argparse.Namespace) -> int:
         since=args.since,
         until=args.until,
         grace=args.grace,
+        settle=args.settle,
         kcl_app=args.kcl_app,
         batch_size=args.batch_size,
         concurrency=args.concurrency,
@@ -242,6 +262,14 @@ def _write_report(document: dict[str, Any], fmt: str, output: Path | None) -> No
         raise StreamwreckError(f"cannot write --output {output}: {exc.strerror or exc}") from None
 
 
+def settle_until(
+    moment: float, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+) -> None:
+    """Wait until the clock reads ``moment`` (Unix seconds); at once if it has passed."""
+    while (remaining := moment - clock()) > 0:
+        sleep(min(remaining, 1.0))
+
+
 class Check:
     """One run of the checker, from listing the shards to the report document."""
 
@@ -255,6 +283,7 @@ class Check:
         since: float | None = None,
         until: float | None = None,
         grace: float = 60.0,
+        settle: float = DEFAULT_SETTLE,
         kcl_app: str | None = None,
         batch_size: int = DEFAULT_BATCH,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -271,6 +300,7 @@ class Check:
         self.since = since
         self.until = until
         self.grace = grace
+        self.settle = settle
         self.kcl_app = kcl_app
         self.batch_size = batch_size
         self.concurrency = concurrency
@@ -284,18 +314,23 @@ class Check:
         from cli.reading import ReadStats, Shard, ShardReader, in_read_order, list_shards, read_all, select
         from cli.reconciling import Answer, Pipeline, ReconcileApi
         from cli.tally import Tally, key_of
-        from cli.verdict import LedgerView, judge
+        from cli.verdict import judge
 
         started = time.time()
         until = self.until if self.until is not None else started
         every = in_read_order(list_shards(self.kinesis, self.stream))
         shards = select(every, self.wanted, self.stream)
         checkpoints = None
+        evidence_at = started  # when the evidence that makes a record lost was taken: the second look settles after it
         if self.kcl_app:
             from cli.aws import dynamodb_client
 
             items = leases.read_leases(dynamodb_client(), self.kcl_app)
-            checkpoints = leases.checkpoints(items, self.stream, {s.shard_id: s.parent_ids for s in every})
+            evidence_at = time.time()
+            created = (
+                leases.creation_epoch(self.kinesis, self.stream) if leases.multi_stream(items, self.stream) else None
+            )
+            checkpoints = leases.verified_checkpoints(items, self.stream, every, self.kcl_app, created)
 
         api = ReconcileApi(self.endpoint, self.api_key, max_connections=PIPELINE_DEPTH + 1)
         tally = self.tally = Tally(shard.shard_id for shard in shards)
@@ -307,7 +342,7 @@ class Check:
             if not revise and not answer.unprocessed and not answer.duplicates:
                 tally.add_processed(batch, answer.ledger)
                 return
-            view = LedgerView.from_answer(answer.ledger)
+            view = answer.view
             counts = [answer.count(key_of(record)) for record in batch]
             judgements = [
                 judge(
@@ -357,8 +392,11 @@ class Check:
                     if pipeline.error is not None:
                         raise pipeline.error from None
                     raise
-            # A second look at the lost: the recorder may have caught up with the consumer while we read.
+            # A second look at the lost, once the recorder has had --settle seconds since the evidence was taken
+            # to catch up with what the consumer had checkpointed (it checkpoints after publishing).
             lost = [finding.record for finding in tally.lost()]
+            if lost:
+                settle_until(evidence_at + self.settle)
             for start in range(0, len(lost), self.batch_size):
                 chunk = lost[start : start + self.batch_size]
                 judged(chunk, api.reconcile(self.stream, chunk), revise=True)
@@ -377,6 +415,7 @@ class Check:
                 "since": report.iso(self.since),
                 "until": report.iso(until),
                 "grace_seconds": self.grace,
+                "settle_seconds": self.settle,
                 "kcl_app": self.kcl_app,
                 "batch_size": self.batch_size,
                 "concurrency": self.concurrency,

@@ -131,6 +131,8 @@ def scenario(
                     app,
                     "--grace",
                     "0",
+                    "--settle",
+                    "0",
                     "--quiet",
                     "--format",
                     fmt,

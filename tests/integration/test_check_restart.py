@@ -1,6 +1,6 @@
-"""memcached restarted after the records were recorded: the ledger is empty, and the checker must say `unknown`
-(verdict unreliable, exit 3), never `lost`. Its own memcached and API (the session's are shared and must not be
-restarted). Records written after the restart are judged by the new ledger again."""
+"""memcached restarted or flushed after the records were recorded: the ledger is empty, and the checker must say
+`unknown` (verdict unreliable, exit 3), never `lost`. Its own memcached and API (the session's are shared and must
+not be restarted or flushed). Records written after a restart are judged by the new ledger again."""
 
 from __future__ import annotations
 
@@ -81,7 +81,21 @@ def record(ledger: MemcachedLedger, stream: str, records: Iterable[Written]) -> 
 def check(api: Service, stream: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
     report = tmp_path / f"{uuid.uuid4().hex[:6]}.json"
     code = main(
-        ["check", "--stream", stream, "--endpoint", api.url, "--grace", "0", "--format", "json", "-o", str(report)]
+        [
+            "check",
+            "--stream",
+            stream,
+            "--endpoint",
+            api.url,
+            "--grace",
+            "0",
+            "--settle",
+            "0",
+            "--format",
+            "json",
+            "-o",
+            str(report),
+        ]
     )
     capsys.readouterr()
     return code, json.loads(report.read_text())
@@ -149,3 +163,37 @@ def test_memcached_restarted_after_recording_is_unreliable_not_lost(
         "duplicate": 0,
         "unknown": 40,
     }
+
+
+def test_memcached_flushed_after_recording_is_unreliable_not_lost(
+    aws_env: dict[str, str],
+    stack: OwnStack,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from pymemcache.client.base import Client
+
+    ledger = ledger_on(stack.memcached)
+    wait_past_start(ledger)
+    kinesis = boto3.client("kinesis")
+    kinesis.create_stream(StreamName=unique, ShardCount=1)
+    while kinesis.describe_stream_summary(StreamName=unique)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
+        time.sleep(0.05)
+    written = produce(kinesis, unique, 50).records
+    record(ledger, unique, written)
+    ledger.close()
+    code, document = check(stack.api, unique, tmp_path, capsys)
+    assert code == 0 and document["counts"]["processed"] == 50 and document["ledger"]["flushes"] == 0
+
+    client = Client(("127.0.0.1", stack.memcached.port))
+    try:
+        client.flush_all()  # every entry gone; memcached keeps running, so its start time says nothing
+    finally:
+        client.close()
+
+    code, document = check(stack.api, unique, tmp_path, capsys)
+    assert code == 3 and document["verdict"] == "unreliable"
+    assert document["counts"]["unknown"] == 50 and document["counts"]["lost"] == 0
+    assert document["ledger"]["flushes"] == 1
+    assert {r["reason"] for r in document["records"]} == {"the ledger was flushed (1 flush_all since it started)"}

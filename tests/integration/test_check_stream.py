@@ -14,6 +14,7 @@ import pty
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -23,8 +24,10 @@ from typing import Any
 import boto3
 import pytest
 
+from cli.checker import Check
 from cli.main import main
 from cli.produce import Written, produce
+from cli.verdict import parse_time
 from services.core.ledger import MemcachedLedger
 from services.core.records import RecordId
 from services.core.settings import load_settings
@@ -74,7 +77,8 @@ def process(ledger: MemcachedLedger, stream: str, records: Iterable[Written], ev
 
 
 def check(api: Service, stream: str, *args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    code = main(["check", "--stream", stream, "--endpoint", api.url, *args])
+    """The command in process. No --settle wait (these tests leave no recorder lag) unless ``args`` set one."""
+    code = main(["check", "--stream", stream, "--endpoint", api.url, "--settle", "0", *args])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -235,20 +239,26 @@ def kcl_lease_table(dynamodb: Any, name: str) -> None:
     )
 
 
-def put_lease(dynamodb: Any, table: str, shard_id: str, checkpoint: str, sub: int = 0) -> None:
-    dynamodb.put_item(
-        TableName=table,
-        Item={
-            "leaseKey": {"S": shard_id},
-            "leaseOwner": {"S": "worker-a"},
-            "leaseCounter": {"N": "42"},
-            "checkpoint": {"S": checkpoint},
-            "checkpointSubSequenceNumber": {"N": str(sub)},
-            "ownerSwitchesSinceCheckpoint": {"N": "0"},
-            "startingHashKey": {"S": "0"},
-            "endingHashKey": {"S": str(2**128 - 1)},
-        },
-    )
+def listing(kinesis: Any, stream: str) -> dict[str, dict[str, Any]]:
+    return {shard["ShardId"]: shard for shard in kinesis.list_shards(StreamName=stream)["Shards"]}
+
+
+def put_lease(dynamodb: Any, table: str, shard: dict[str, Any], checkpoint: str, sub: int = 0) -> None:
+    """A lease as the KCL writes it for ``shard`` (as ListShards describes it): its parents and hash range too."""
+    item = {
+        "leaseKey": {"S": shard["ShardId"]},
+        "leaseOwner": {"S": "worker-a"},
+        "leaseCounter": {"N": "42"},
+        "checkpoint": {"S": checkpoint},
+        "checkpointSubSequenceNumber": {"N": str(sub)},
+        "ownerSwitchesSinceCheckpoint": {"N": "0"},
+        "startingHashKey": {"S": shard["HashKeyRange"]["StartingHashKey"]},
+        "endingHashKey": {"S": shard["HashKeyRange"]["EndingHashKey"]},
+    }
+    parents = [shard[name] for name in ("ParentShardId", "AdjacentParentShardId") if shard.get(name)]
+    if parents:
+        item["parentShardId"] = {"SS": parents}
+    dynamodb.put_item(TableName=table, Item=item)
 
 
 def test_records_beyond_the_consumers_checkpoint_are_in_flight(
@@ -259,40 +269,177 @@ def test_records_beyond_the_consumers_checkpoint_are_in_flight(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    create_stream(kinesis, unique, 3)
-    written = produce(kinesis, unique, 150).records
-    shard = {n: [r for r in written if r.shard_id == f"shardId-00000000000{n}"] for n in range(3)}
+    create_stream(kinesis, unique, 5)
+    written = produce(kinesis, unique, 200).records
+    shard = {n: [r for r in written if r.shard_id == f"shardId-00000000000{n}"] for n in range(5)}
+    assert all(len(records) > 12 for records in shard.values())
+    shards = listing(kinesis, unique)
     dynamodb = boto3.client("dynamodb")
     kcl_lease_table(dynamodb, unique)
     # shard 0: checkpointed at its 10th record; the 5th was skipped, the rest not reached yet
-    put_lease(dynamodb, unique, "shardId-000000000000", shard[0][9].sequence_number)
+    put_lease(dynamodb, unique, shards["shardId-000000000000"], shard[0][9].sequence_number)
     process(ledger, unique, [r for r in shard[0][:10] if r != shard[0][4]])
     # shard 1: leased, nothing checkpointed yet (TRIM_HORIZON); nothing processed
-    put_lease(dynamodb, unique, "shardId-000000000001", "TRIM_HORIZON")
+    put_lease(dynamodb, unique, shards["shardId-000000000001"], "TRIM_HORIZON")
     # shard 2: checkpointed at its last record; one record skipped
-    put_lease(dynamodb, unique, "shardId-000000000002", shard[2][-1].sequence_number)
+    put_lease(dynamodb, unique, shards["shardId-000000000002"], shard[2][-1].sequence_number)
     process(ledger, unique, shard[2][1:])
+    # shard 3: leased at LATEST (a consumer started at the tip): its records came before it, or it has not
+    # checkpointed them yet - no telling which
+    put_lease(dynamodb, unique, shards["shardId-000000000003"], "LATEST")
+    # shard 4: no lease at all, and no parent or sibling with one: nothing says the consumer will come
+    # (nothing processed on 3 and 4: without the lease table they would be lost)
 
     code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--kcl-app", unique, capsys=capsys)
 
     assert code == 1
     assert by_status(document, "lost") == keys([shard[0][4], shard[2][0]])
     assert by_status(document, "in_flight") == keys(shard[0][10:] + shard[1])
-    assert {r["reason"] for r in document["records"] if r["status"] == "in_flight"} == {
-        "beyond the consumer's checkpoint",
-        "consumer's lease is at trim_horizon",
+    assert by_status(document, "unknown") == keys(shard[3] + shard[4])
+    reasons = {(r["shard_id"][-1], r["status"], r["reason"]) for r in document["records"] if r["status"] != "lost"}
+    assert reasons == {
+        ("0", "in_flight", "beyond the consumer's checkpoint"),
+        ("1", "in_flight", "consumer's lease is at trim_horizon"),
+        (
+            "3",
+            "unknown",
+            "consumer's lease is still at LATEST: written before the consumer started (never processed) or not "
+            "checkpointed yet, which cannot be told apart",
+        ),
+        ("4", "unknown", "its shard has no lease, nor has any parent or sibling of it"),
     }
     checkpoints = {s["shard_id"]: s["checkpoint"] for s in document["shards"]}
     assert checkpoints["shardId-000000000000"] == f"{shard[0][9].sequence_number}/0"
     assert checkpoints["shardId-000000000001"] == "trim_horizon"
+    assert checkpoints["shardId-000000000003"] == "latest" and checkpoints["shardId-000000000004"] == "not_leased"
 
     # Without the lease table the same evidence can only say "lost" for everything not in the ledger.
     code, document = check_json(api_server, unique, tmp_path, "--grace", "0", capsys=capsys)
-    assert code == 1 and document["counts"]["lost"] == 2 + len(shard[0][10:]) + len(shard[1])
+    assert code == 1
+    assert document["counts"]["lost"] == 2 + len(shard[0][10:]) + len(shard[1]) + len(shard[3]) + len(shard[4])
 
     code, out, err = check(api_server, unique, "--kcl-app", f"{unique}-nope", capsys=capsys)
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and f"the KCL lease table '{unique}-nope' does not exist" in err
+
+
+def test_a_lease_table_that_is_not_this_streams_consumers_is_an_error(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 2)
+    produce(kinesis, unique, 20)  # none of them in the ledger
+    dynamodb = boto3.client("dynamodb")
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", capsys=capsys)
+    assert code == 1 and document["counts"]["lost"] == 20
+
+    # an existing table with no lease in it (another application, or a consumer that never started)
+    empty = f"{unique}-empty"
+    kcl_lease_table(dynamodb, empty)
+    code, out, err = check(api_server, unique, "--grace", "0", "--kcl-app", empty, capsys=capsys)
+    assert (code, out) == (2, "")
+    assert err == (
+        f"streamwreck check: error: the lease table '{empty}' has no lease for any shard of stream '{unique}' (it is "
+        "empty): is --kcl-app the application that consumes this stream, and has it started?\n"
+    )
+
+    # the consumer of another stream: its lease keys are shard ids too, but its shard covers other hash keys
+    other = f"{unique}-other"
+    create_stream(kinesis, other, 1)
+    foreign = f"{unique}-foreign"
+    kcl_lease_table(dynamodb, foreign)
+    put_lease(dynamodb, foreign, listing(kinesis, other)["shardId-000000000000"], "TRIM_HORIZON")
+    code, out, err = check(api_server, unique, "--grace", "0", "--kcl-app", foreign, capsys=capsys)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert (
+        f"the lease table '{foreign}' does not describe stream '{unique}': shardId-000000000000: its lease covers"
+        in err
+    )
+
+    # ... or names shards this stream does not have
+    put_lease(dynamodb, empty, listing(kinesis, unique)["shardId-000000000000"], "TRIM_HORIZON")
+    put_lease(
+        dynamodb, empty, {**listing(kinesis, unique)["shardId-000000000001"], "ShardId": "shardId-000000000007"}, "7"
+    )
+    code, _, err = check(api_server, unique, "--grace", "0", "--kcl-app", empty, capsys=capsys)
+    assert code == 2 and "leases shardId-000000000007, which stream" in err and err.count("\n") == 1
+
+
+def test_a_child_shard_not_leased_yet_is_in_flight_while_its_parent_is_being_read(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 1)
+    before = produce(kinesis, unique, 20).records
+    kinesis.split_shard(StreamName=unique, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(HALF))
+    wait_active(kinesis, unique)
+    after = produce(kinesis, unique, 20).records
+    assert {r.shard_id for r in after} == {"shardId-000000000001", "shardId-000000000002"}
+    dynamodb = boto3.client("dynamodb")
+    kcl_lease_table(dynamodb, unique)
+    # the consumer is halfway through the closed parent; the KCL leases the children once the parent ends
+    put_lease(dynamodb, unique, listing(kinesis, unique)["shardId-000000000000"], before[9].sequence_number)
+    process(ledger, unique, before[:10])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--kcl-app", unique, capsys=capsys)
+
+    assert code == 0 and document["verdict"] == "clean"
+    assert by_status(document, "in_flight") == keys(before[10:] + after)
+    children = {r["reason"] for r in document["records"] if r["shard_id"] != "shardId-000000000000"}
+    assert children == {"no lease on its shard yet, but a parent's or sibling's lease shows the consumer coming"}
+
+
+def test_a_record_recorded_while_the_check_settles_is_processed(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+) -> None:
+    """The processor checkpoints after publishing; the event still has to go through SNS, SQS and the recorder.
+    A record behind the checkpoint that is not in the ledger yet is looked at again --settle seconds after the
+    checkpoints were read: recorded in between, it is processed."""
+    create_stream(kinesis, unique, 1)
+    written = produce(kinesis, unique, 20).records
+    dynamodb = boto3.client("dynamodb")
+    kcl_lease_table(dynamodb, unique)
+    put_lease(dynamodb, unique, listing(kinesis, unique)["shardId-000000000000"], written[-1].sequence_number)
+    process(ledger, unique, written[:-1])  # the last record's event is still on its way to the ledger
+    late = written[-1]
+    check = Check(stream=unique, endpoint=api_server.url, grace=0, settle=2.0, kcl_app=unique)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["document"] = check.run()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    deadline = time.monotonic() + 60
+    while check.tally is None or not check.tally.lost():  # until the first look has found it missing
+        assert thread.is_alive(), outcome
+        assert time.monotonic() < deadline, "the check never judged the late record"
+        time.sleep(0.01)
+    process(ledger, unique, [late])  # the recorder catches up now
+    recorded_at = time.time()
+    thread.join(timeout=60)
+    assert "error" not in outcome, outcome
+    document = outcome["document"]
+    assert document["counts"]["processed"] == 20 and document["counts"]["lost"] == 0
+    assert document["options"]["settle_seconds"] == 2.0
+    assert recorded_at > parse_time(document["shards"][0]["read_finished_at"])  # only a later look could see it
+    assert time.monotonic() - started >= 2.0  # the second look waited for the settle time
 
 
 def test_new_records_within_the_grace_are_in_flight(

@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from cli.checker import parse_when
+from cli.checker import parse_when, settle_until
 from cli.main import build_parser, main
 
 
@@ -23,7 +23,8 @@ def test_times_iso_or_ago() -> None:
 
 def test_defaults() -> None:
     args = build_parser().parse_args(["check", "--stream", "s"])
-    assert (args.grace, args.batch_size, args.concurrency, args.format) == (60.0, 2500, 8, "table")
+    assert (args.grace, args.settle, args.batch_size, args.concurrency, args.format) == (60.0, 5.0, 2500, 8, "table")
+    assert build_parser().parse_args(["check", "--stream", "s", "--settle", "0"]).settle == 0.0
     assert args.shard == [] and args.kcl_app is None and not args.fail_on_duplicates and not args.quiet
     args = build_parser().parse_args(["check", "--stream", "s", "--shard", "a", "--shard", "b"])
     assert args.shard == ["a", "b"]
@@ -36,6 +37,8 @@ def test_defaults() -> None:
         (["--batch-size", "20000"], "between 1 and 10000"),
         (["--concurrency", "x"], "whole number"),
         (["--grace", "-1"], "not be negative"),
+        (["--settle", "-1"], "not be negative"),
+        (["--settle", "soon"], "expected seconds"),
         (["--since", "soon"], "ISO 8601"),
         (["--format", "pdf"], "invalid choice"),
     ],
@@ -65,3 +68,20 @@ def test_help_teaches(capsys: pytest.CaptureFixture[str]) -> None:
     text = capsys.readouterr().out
     for words in ("in_flight", "unknown", "exit code", "--kcl-app", "--redrive-to", "STREAMWRECK_API_URL", "examples"):
         assert words in text
+    for words in ("--settle SECONDS", "second look", "LATEST", "flushed", "no lease for any"):
+        assert words in text, words
+
+
+def test_settle_until_waits_for_the_moment_in_short_steps_and_not_at_all_once_it_passed() -> None:
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    settle_until(102.5, clock=lambda: now[0], sleep=sleep)
+    assert slept == [1.0, 1.0, 0.5] and now[0] == 102.5
+    slept.clear()
+    settle_until(90.0, clock=lambda: now[0], sleep=sleep)
+    assert slept == []
