@@ -634,3 +634,46 @@ def test_progress_per_shard_on_a_terminal_only(
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stderr.startswith(f"{unique}: CLEAN (exit 0)")
     assert result.stderr.count("\n") == 1
+
+
+def test_multi_stream_leases_of_an_earlier_stream_of_the_same_name_are_ignored(
+    kinesis: Any,
+    ledger: MemcachedLedger,
+    api_server: Service,
+    unique: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    create_stream(kinesis, unique, 1)
+    written = produce(kinesis, unique, 20).records
+    created = kinesis.describe_stream_summary(StreamName=unique)["StreamDescriptionSummary"]["StreamCreationTimestamp"]
+    epoch = int(created.timestamp())
+    dynamodb = boto3.client("dynamodb")
+    kcl_lease_table(dynamodb, unique)
+    for stream_epoch, checkpoint in ((epoch - 86400, "SHARD_END"), (epoch, written[9].sequence_number)):
+        dynamodb.put_item(
+            TableName=unique,
+            Item={
+                "leaseKey": {"S": f"123456789012:{unique}:{stream_epoch}:shardId-000000000000"},
+                "streamName": {"S": f"123456789012:{unique}:{stream_epoch}"},
+                "shardId": {"S": "shardId-000000000000"},
+                "leaseOwner": {"S": "worker-a"},
+                "leaseCounter": {"N": "3"},
+                "checkpoint": {"S": checkpoint},
+                "checkpointSubSequenceNumber": {"N": "0"},
+            },
+        )
+    process(ledger, unique, written[:10])
+
+    code, document = check_json(api_server, unique, tmp_path, "--grace", "0", "--kcl-app", unique, capsys=capsys)
+
+    assert code == 0 and by_status(document, "in_flight") == keys(written[10:])  # this stream's checkpoint
+    assert document["shards"][0]["checkpoint"] == f"{written[9].sequence_number}/0"
+
+    # the consumer has not started on this stream yet: only the earlier stream's leases are there
+    dynamodb.delete_item(
+        TableName=unique, Key={"leaseKey": {"S": f"123456789012:{unique}:{epoch}:shardId-000000000000"}}
+    )
+    code, out, err = check(api_server, unique, "--grace", "0", "--kcl-app", unique, capsys=capsys)
+    assert (code, out) == (2, "") and err.count("\n") == 1
+    assert f"created at epoch {epoch - 86400}, but this stream was created at {epoch}" in err
