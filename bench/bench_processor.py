@@ -185,6 +185,7 @@ def main() -> int:
             "STREAMWRECK_TOPIC_ARN": topic_arn,
             "STREAMWRECK_WORKER_ID": "bench",
             "STREAMWRECK_SKIP_EVERY": "0",
+            "STREAMWRECK_LOCAL_PROFILE": "true",  # emulators: no worker metrics, fast lease sync
             "STREAMWRECK_LOG_LEVEL": "DEBUG",  # batch_received: when the KCL first handed records over
         }
         watcher = QueueWatcher(queue_url)

@@ -352,14 +352,18 @@ settings (environment; the options below override them):
   {ENV_PREFIX}METRICS_LEVEL        NONE (default), SUMMARY or DETAILED (CloudWatch)
   {ENV_PREFIX}WORKER_ID            KCL worker id, also in the events (default: hostname + random suffix)
   {ENV_PREFIX}SKIP_EVERY           demo rule: skip records whose sequence number divides by N (0: none)
-  {ENV_PREFIX}PROCESS_FUNCTION     module:function called per record instead (return False to skip)
+  {ENV_PREFIX}PROCESS_FUNCTION     module:function called per record instead (return False to skip); the module
+                                   is imported from the working directory or the Python path
   {ENV_PREFIX}KCL_JARS_DIR         the daemon's jars (default: build/kcl-jars from 'make kcl-jars')
   {ENV_PREFIX}PUBLISH_FLUSH_RECORDS  publish once this many records are pending (default 4000)
   {ENV_PREFIX}PUBLISH_FLUSH_SECONDS  ... or once the oldest has waited this long (default 2)
   {ENV_PREFIX}PUBLISH_ATTEMPTS     SNS attempts, with backoff, before exiting non-zero (default 8)
+  {ENV_PREFIX}LOCAL_PROFILE        true for emulators (kinesis-local, LocalStack): no worker metrics, short
+                                   shard-sync and lease-assignment intervals, AWS_EC2_METADATA_DISABLED=true.
+                                   Default false; keep it off in AWS (KCL 3 balances leases on worker metrics)
   AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL_DYNAMODB, AWS_ENDPOINT_URL
-                                   endpoints; when set (emulators) the local profile applies: no worker metrics,
-                                   short shard-sync and lease-assignment intervals, AWS_EC2_METADATA_DISABLED=true
+                                   endpoints (emulators, or VPC/FIPS endpoints); they do not switch on the local
+                                   profile
   JAVA_HOME, JAVA_TOOL_OPTIONS     which java, and extra JVM options
 
 examples:
@@ -414,9 +418,16 @@ class DaemonPlan:
 
 
 def plan_daemon(
-    settings: Settings, env: Mapping[str, str], extra: Mapping[str, str], python: str = sys.executable
+    settings: Settings,
+    env: Mapping[str, str],
+    extra: Mapping[str, str],
+    python: str = sys.executable,
+    cwd: str | None = None,
 ) -> DaemonPlan:
-    """The daemon's properties and environment; ConfigError for anything missing or unusable."""
+    """The daemon's properties and environment; ConfigError for anything missing or unusable.
+
+    ``cwd``: the folder the record processors import from first (the daemon's working directory); it must already be
+    on ``sys.path`` here, so that a ``module:function`` that they can import is not rejected (and vice versa)."""
     settings.require("stream_name", "application_name", "topic_arn")
     choose_function(settings.process_function, settings.skip_every)  # fail now, not in every record processor
     if any(char.isspace() for char in python):
@@ -442,8 +453,12 @@ def plan_daemon(
     }
     if settings.process_function:
         child_env[f"{ENV_PREFIX}PROCESS_FUNCTION"] = settings.process_function
-    if endpoints.local:
+    if settings.local_profile:
         child_env["AWS_EC2_METADATA_DISABLED"] = "true"
+    if cwd is not None:
+        # The record processor runs with the daemon's working directory on its path (python -m); this says so
+        # explicitly, also where PYTHONSAFEPATH would drop it, so that it imports what was validated here.
+        child_env["PYTHONPATH"] = os.pathsep.join(p for p in (cwd, env.get("PYTHONPATH", "")) if p)
     return DaemonPlan(properties=properties, env=child_env)
 
 
@@ -520,7 +535,12 @@ def run(args: argparse.Namespace) -> int:
     settings = load_settings(**overrides)
     logs.configure(settings.log_level)
     extra = dict(parse_property(text) for text in args.property)
-    plan = plan_daemon(settings, os.environ, extra)
+    # The record processors run as `python -m`, with the working directory first on their path; this command runs
+    # as a console script, with only its bin folder there. Validate the process function as they will import it.
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    plan = plan_daemon(settings, os.environ, extra, cwd=cwd)
     text = render(plan.properties)
     if args.print_properties:
         sys.stdout.write(text)

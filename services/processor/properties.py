@@ -1,11 +1,13 @@
 """The KCL MultiLangDaemon's properties file, built from the settings. Pure: the environment is passed in.
 
 The AWS endpoints are not settings of ours: as boto3 does, the daemon's endpoints come from ``AWS_ENDPOINT_URL_KINESIS``
-/ ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``. When an endpoint is overridden the daemon is talking to
-emulators (kinesis-local, moto), and the *local* profile applies: no worker metrics (KCL 3 would probe EC2/ECS
-metadata) and short intervals, so that a fresh application gets its first records in about half a minute instead of
-two (the KCL waits one shard-sync interval, 60 s by default, after creating the leases, and assigns leases once per
-lease-assignment interval). Extra ``key=value`` properties override anything here.
+/ ``AWS_ENDPOINT_URL_DYNAMODB``, else ``AWS_ENDPOINT_URL``. An endpoint override alone says nothing about where the
+daemon runs (production uses VPC and FIPS endpoints too); the *local* profile is switched on explicitly, with the
+``local_profile`` setting (``STREAMWRECK_LOCAL_PROFILE=true``: the local stack, the tests, docker-compose): no worker
+metrics (KCL 3 would probe EC2/ECS metadata) and short intervals, so that a fresh application gets its first records
+in about half a minute instead of two (the KCL waits one shard-sync interval, 60 s by default, after creating the
+leases, and assigns leases once per lease-assignment interval). In AWS it must stay off: the worker metrics drive
+KCL 3's lease balancing. Extra ``key=value`` properties override anything here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 MULTILANG_JAR_GLOB = "amazon-kinesis-client-multilang-*.jar"
 SHUTDOWN_GRACE_MILLIS = 20_000
 
-# Applied when the endpoints point at emulators; each is a MultiLangDaemonConfiguration property of KCL 3.1.
+# Applied with the local_profile setting (emulators); each is a MultiLangDaemonConfiguration property of KCL 3.1.
 LOCAL_PROFILE: dict[str, str] = {
     "disableWorkerMetrics": "true",
     "shardSyncIntervalMillis": "1000",
@@ -44,10 +46,6 @@ class Endpoints:
             kinesis=env.get("AWS_ENDPOINT_URL_KINESIS") or default,
             dynamodb=env.get("AWS_ENDPOINT_URL_DYNAMODB") or default,
         )
-
-    @property
-    def local(self) -> bool:
-        return bool(self.kinesis or self.dynamodb)
 
 
 def resolve_region(settings: Settings, env: Mapping[str, str]) -> str:
@@ -91,7 +89,7 @@ def build_properties(
         properties["kinesisEndpoint"] = endpoints.kinesis
     if endpoints.dynamodb:
         properties["dynamoDBEndpoint"] = endpoints.dynamodb
-    if endpoints.local:
+    if settings.local_profile:
         properties.update(LOCAL_PROFILE)
     properties.update(extra or {})
     return properties

@@ -271,3 +271,37 @@ def test_a_configuration_error_is_one_line_and_exit_2(start_child: Any) -> None:
         "streamwreck record processor: configuration error: cannot import module 'streamwreck_no_such_module' of "
         "process function 'streamwreck_no_such_module:f': No module named 'streamwreck_no_such_module'"
     ]
+
+
+def test_a_process_function_in_the_working_directory_is_accepted_as_the_record_processor_will_import_it(
+    tmp_path: Path,
+) -> None:
+    # `streamwreck processor` is a console script (its bin folder first on sys.path); the record processors it has
+    # the daemon start run as `python -m` in the same working directory, where they find the user's module.
+    (tmp_path / "streamwreck_cwd_rule.py").write_text("def keep(record):\n    return True\n")
+    env = {**os.environ, "AWS_REGION": "us-east-1"}
+    command = [str(Path(sys.executable).with_name("streamwreck")), "processor", "--stream", "s", "--application", "a"]
+    command += [
+        "--topic-arn",
+        "arn:aws:sns:us-east-1:123456789012:t",
+        "--process-function",
+        "streamwreck_cwd_rule:keep",
+    ]
+    result = subprocess.run(
+        [*command, "--print-properties"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "executableName" in result.stdout
+    # ... and the record processor, run as the daemon runs it from there, loads it (and ends at the end of input)
+    child_env = {**env, "STREAMWRECK_STREAM_NAME": "s", "STREAMWRECK_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
+    child_env["STREAMWRECK_PROCESS_FUNCTION"] = "streamwreck_cwd_rule:keep"
+    child = subprocess.run(
+        [sys.executable, "-m", "services.processor.kcl_app"],
+        cwd=tmp_path,
+        env=child_env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert child.returncode == 0, child.stderr

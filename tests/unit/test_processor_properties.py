@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from xml.etree import ElementTree
@@ -97,11 +98,27 @@ def test_endpoints_come_from_the_standard_aws_variables() -> None:
     env = {"AWS_ENDPOINT_URL": "http://moto", "AWS_ENDPOINT_URL_KINESIS": "http://kinesis-local"}
     assert Endpoints.from_env(env) == Endpoints("http://kinesis-local", "http://moto")
     assert Endpoints.from_env({"AWS_ENDPOINT_URL_DYNAMODB": "http://d"}) == Endpoints(None, "http://d")
-    assert not Endpoints.from_env({}).local
+    assert Endpoints.from_env({}) == Endpoints(None, None)
 
 
-def test_emulator_endpoints_bring_the_local_profile_and_extras_override() -> None:
-    settings = load_settings(**REQUIRED, initial_position="LATEST")
+def test_endpoint_overrides_alone_keep_the_production_profile() -> None:
+    # VPC or FIPS endpoints in AWS: the daemon must keep its worker metrics (KCL 3's lease balancing) and the
+    # instance-profile credentials (EC2/ECS metadata).
+    settings = load_settings(**REQUIRED)
+    endpoints = Endpoints(
+        "https://vpce-1.kinesis.eu-west-1.vpce.amazonaws.com", "https://dynamodb-fips.eu-west-1.amazonaws.com"
+    )
+    properties = build_properties(
+        settings, executable="py -m x", region="eu-west-1", worker_id="w", endpoints=endpoints
+    )
+    assert properties["kinesisEndpoint"] == endpoints.kinesis
+    assert not LOCAL_PROFILE.keys() & properties.keys()
+    env = {"AWS_REGION": "eu-west-1", "AWS_ENDPOINT_URL_KINESIS": str(endpoints.kinesis)}
+    assert "AWS_EC2_METADATA_DISABLED" not in plan_daemon(settings, env, {}).env
+
+
+def test_the_local_profile_setting_brings_the_local_profile_and_extras_override() -> None:
+    settings = load_settings(**REQUIRED, initial_position="LATEST", local_profile=True)
     properties = build_properties(
         settings,
         executable="py -m x",
@@ -148,8 +165,17 @@ def test_region_comes_from_settings_then_the_environment() -> None:
         resolve_region(load_settings(), {})
 
 
+def test_the_local_profile_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STREAMWRECK_LOCAL_PROFILE", "true")
+    assert load_settings().local_profile is True
+    monkeypatch.setenv("STREAMWRECK_LOCAL_PROFILE", "false")
+    assert load_settings().local_profile is False
+    monkeypatch.delenv("STREAMWRECK_LOCAL_PROFILE")
+    assert load_settings().local_profile is False
+
+
 def test_plan_passes_the_settings_to_every_record_processor() -> None:
-    settings = load_settings(**REQUIRED, skip_every=5, worker_id="worker-a")
+    settings = load_settings(**REQUIRED, skip_every=5, worker_id="worker-a", local_profile=True)
     env = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
     plan = plan_daemon(settings, env, {}, python="/venv/bin/python")
     assert plan.properties["executableName"] == "/venv/bin/python -m services.processor.kcl_app"
@@ -161,6 +187,14 @@ def test_plan_passes_the_settings_to_every_record_processor() -> None:
     assert plan.env["STREAMWRECK_REGION"] == "us-east-1"
     assert plan.env["AWS_EC2_METADATA_DISABLED"] == "true"
     assert "STREAMWRECK_PROCESS_FUNCTION" not in plan.env
+    assert "PYTHONPATH" not in plan.env
+
+
+def test_plan_puts_the_working_directory_first_on_the_record_processors_path() -> None:
+    settings = load_settings(**REQUIRED)
+    env = {"AWS_REGION": "us-east-1", "PYTHONPATH": "/opt/lib"}
+    assert plan_daemon(settings, env, {}, cwd="/srv/app").env["PYTHONPATH"] == "/srv/app:/opt/lib"
+    assert plan_daemon(settings, {"AWS_REGION": "us-east-1"}, {}, cwd="/srv/app").env["PYTHONPATH"] == "/srv/app"
 
 
 def test_plan_makes_a_unique_worker_id_when_none_is_set() -> None:
@@ -221,8 +255,10 @@ def test_logback_configuration(ours: str, logback: str) -> None:
 
 
 @pytest.fixture
-def keep_logging() -> Iterator[None]:
-    """The command configures the root logger (onto this test's captured stderr): put it back afterwards."""
+def keep_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The command configures the root logger (onto this test's captured stderr) and puts the working directory on
+    sys.path: put both back afterwards."""
+    monkeypatch.setattr(sys, "path", [*sys.path])
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
@@ -250,9 +286,11 @@ def test_print_properties_writes_only_the_file_to_stdout(
     from cli.main import main
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
+    monkeypatch.setenv("STREAMWRECK_LOCAL_PROFILE", "true")
     args = ["processor", "--stream", "orders", "--application", "app", "--topic-arn", REQUIRED["topic_arn"]]
     assert main([*args, "--worker-id", "w", "--property", "maxRecords=50", "--print-properties"]) == 0
     properties = _load_java_properties(capsys.readouterr().out)
     assert properties["workerId"] == "w"
     assert properties["maxRecords"] == "50"
     assert properties["dynamoDBEndpoint"] == "http://127.0.0.1:5000"
+    assert properties["disableWorkerMetrics"] == "true"
