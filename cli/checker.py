@@ -318,15 +318,19 @@ class Check:
 
         started = time.time()
         until = self.until if self.until is not None else started
-        every = in_read_order(list_shards(self.kinesis, self.stream))
-        shards = select(every, self.wanted, self.stream)
-        checkpoints = None
+        items = None
         evidence_at = started  # when the evidence that makes a record lost was taken: the second look settles after it
         if self.kcl_app:
             from cli.aws import dynamodb_client
 
+            # The leases before the shards: every shard a lease names existed before the listing, so the listing
+            # has it (a split between the two would otherwise look like a lease on a shard the stream lacks).
             items = leases.read_leases(dynamodb_client(), self.kcl_app)
             evidence_at = time.time()
+        every = in_read_order(list_shards(self.kinesis, self.stream))
+        shards = select(every, self.wanted, self.stream)
+        checkpoints = None
+        if items is not None and self.kcl_app:
             created = (
                 leases.creation_epoch(self.kinesis, self.stream) if leases.multi_stream(items, self.stream) else None
             )
