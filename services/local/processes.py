@@ -2,17 +2,22 @@
 
 Each start function launches one process with its output in ``log_dir``, waits until it answers (polling, not
 sleeping a fixed time), and returns a :class:`Service`; a process that dies or does not answer in time raises
-StartError with the tail of its log.
+StartError with the tail of its log. ``on_started`` is told about the process right after it is spawned (before it
+answers), so that a caller can record it for a later stop; and a launch that does not return its service, for
+whatever reason (an error, Ctrl-C, ``cancel`` set by another thread), stops the process itself first.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -101,6 +106,9 @@ def free_port() -> int:
         return port
 
 
+OnStarted = Callable[[Service], None]
+
+
 def launch(
     name: str,
     argv: list[str],
@@ -110,8 +118,13 @@ def launch(
     env: Mapping[str, str] | None = None,
     timeout: float = 60.0,
     cwd: Path | None = None,
+    on_started: OnStarted | None = None,
+    cancel: threading.Event | None = None,
 ) -> Service:
-    """Start ``argv`` in its own session (so it outlives a CLI that exits, and can be stopped as a group)."""
+    """Start ``argv`` in its own session (so it outlives a CLI that exits, and can be stopped as a group) and wait
+    until ``ready()`` answers True while the process is alive."""
+    if cancel is not None and cancel.is_set():
+        raise StartError(f"{name}: start cancelled")
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     with open(log_path, "ab") as log:
@@ -125,19 +138,52 @@ def launch(
             start_new_session=True,
         )
     service = Service(name=name, pid=process.pid, port=port, log_path=log_path, process=process)
+    try:
+        if on_started is not None:
+            on_started(service)
+        _wait_ready(service, process, ready, timeout, cancel)
+    except BaseException:  # KeyboardInterrupt included: a process nobody knows about must not be left running
+        with contextlib.suppress(Exception):
+            service.stop()
+        raise
+    return service
+
+
+def _wait_ready(
+    service: Service,
+    process: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    cancel: threading.Event | None,
+) -> None:
+    name, log_path = service.name, service.log_path
     deadline = time.monotonic() + timeout
     while True:
         if process.poll() is not None:
             raise StartError(f"{name} exited with {process.returncode} at start; {log_path}:\n{service.tail()}")
+        if cancel is not None and cancel.is_set():
+            raise StartError(f"{name}: start cancelled")
         try:
-            if ready():
-                return service
+            answered = ready()
         except Exception:
-            pass
+            answered = False
+        # Something answered; if our process died meanwhile, that was another program (e.g. on a port in use).
+        if answered and process.poll() is None:
+            return
         if time.monotonic() > deadline:
-            service.stop()
             raise StartError(f"{name} did not answer within {timeout:.0f}s; {log_path}:\n{service.tail()}")
         time.sleep(0.1)
+
+
+def port_in_use(port: int) -> bool:
+    """Whether something listens on (or holds) 127.0.0.1:``port``; a port in TIME_WAIT counts as free."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+        return False
 
 
 def memcached_ready(port: int) -> bool:
@@ -154,7 +200,14 @@ def http_ready(url: str) -> bool:
         return True  # it answered
 
 
-def start_memcached(log_dir: Path, port: int | None = None, memory_mb: int = 64) -> Service:
+def start_memcached(
+    log_dir: Path,
+    port: int | None = None,
+    memory_mb: int = 64,
+    *,
+    on_started: OnStarted | None = None,
+    cancel: threading.Event | None = None,
+) -> Service:
     binary = shutil.which("memcached") or "/usr/bin/memcached"
     if not Path(binary).exists():
         raise StartError("memcached is not installed: run 'make setup' (Debian package 'memcached')")
@@ -162,16 +215,24 @@ def start_memcached(log_dir: Path, port: int | None = None, memory_mb: int = 64)
     argv = [binary, "-l", HOST, "-p", str(port), "-U", "0", "-m", str(memory_mb), "-t", "2"]
     if os.geteuid() == 0:
         argv += ["-u", "root"]
-    return launch("memcached", argv, log_dir, port, lambda: memcached_ready(port), timeout=20)
+    ready = functools.partial(memcached_ready, port)
+    return launch("memcached", argv, log_dir, port, ready, timeout=20, on_started=on_started, cancel=cancel)
 
 
-def start_moto(log_dir: Path, port: int | None = None) -> Service:
+def start_moto(
+    log_dir: Path,
+    port: int | None = None,
+    *,
+    on_started: OnStarted | None = None,
+    cancel: threading.Event | None = None,
+) -> Service:
     """moto in server mode: SNS, SQS, DynamoDB (and CloudFormation) on one port."""
     port = port or free_port()
     moto = Path(sys.executable).with_name("moto_server")
     argv = [str(moto)] if moto.exists() else [sys.executable, "-m", "moto.server"]
     argv += ["-H", HOST, "-p", str(port)]
-    return launch("moto", argv, log_dir, port, lambda: http_ready(f"http://{HOST}:{port}/moto-api/"), timeout=60)
+    ready = functools.partial(http_ready, f"http://{HOST}:{port}/moto-api/")
+    return launch("moto", argv, log_dir, port, ready, timeout=60, on_started=on_started, cancel=cancel)
 
 
 def find_kinesis_local() -> Path:
@@ -186,7 +247,14 @@ def find_kinesis_local() -> Path:
     raise StartError("kinesis-local is not installed: run 'make setup' (npm package kinesis-local)")
 
 
-def start_kinesis_local(log_dir: Path, port: int | None = None, region: str = "us-east-1") -> Service:
+def start_kinesis_local(
+    log_dir: Path,
+    port: int | None = None,
+    region: str = "us-east-1",
+    *,
+    on_started: OnStarted | None = None,
+    cancel: threading.Event | None = None,
+) -> Service:
     """kinesis-local on plain HTTP (HTTP/1.1 and h2c), listening on 127.0.0.1 only, with instant stream changes."""
     main = find_kinesis_local()
     node = shutil.which("node")
@@ -218,6 +286,7 @@ def start_kinesis_local(log_dir: Path, port: int | None = None, region: str = "u
         },
     }
     argv = [node, "-r", str(HERE / "loopback.cjs"), str(main)]
+    ready = functools.partial(http_ready, f"http://{HOST}:{port}/")
     return launch(
-        "kinesis-local", argv, log_dir, port, lambda: http_ready(f"http://{HOST}:{port}/"), env=env, timeout=60
+        "kinesis-local", argv, log_dir, port, ready, env=env, timeout=60, on_started=on_started, cancel=cancel
     )

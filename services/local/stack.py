@@ -1,9 +1,11 @@
 """The embedded local stack: emulators, memcached and the three streamwreck services as background processes.
 
 ``up`` starts every part on 127.0.0.1 in its own session (so it outlives the command and can be stopped as a
-process group, the KCL daemon's Python children included), writes what it started to ``<dir>/stack.json`` after
-each step, creates the AWS resources and waits until each part answers. ``down`` stops exactly the processes named
-in that file, checking each pid's start time so that a pid reused by another program is never signalled.
+process group, the KCL daemon's Python children included), writes each process to ``<dir>/stack.json`` as soon as
+it is spawned (before it answers), creates the AWS resources and waits until each part answers. If anything fails
+or the user presses Ctrl-C, ``up`` stops every process it spawned before it returns; the state file goes only once
+they are all gone. ``down`` stops exactly the processes named in that file, checking each pid's start time so that a
+pid reused by another program is never signalled.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import shlex
 import shutil
 import signal
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
+from concurrent import futures as concurrent_futures
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from services.core.errors import StreamwreckError
 from services.local import processes, resources
 from services.local.processes import HOST, Service, StartError
 
@@ -168,12 +173,24 @@ def save(state: StackState) -> None:
 
 
 @contextlib.contextmanager
-def locked(directory: Path) -> Iterator[None]:
-    """One ``up`` or ``down`` at a time per folder."""
+def locked(directory: Path, action: str, say: Say | None = None) -> Iterator[None]:
+    """One ``up`` or ``down`` at a time per folder; if another holds the folder, say so before waiting for it."""
     directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    descriptor = os.open(directory / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(descriptor, 200, 0).decode(errors="replace").split()
+            doing = f"an '{holder[0]}' (pid {holder[1]})" if len(holder) == 2 else "another 'up' or 'down'"
+            if say is not None:
+                say(f"{doing} is in progress in {directory}: waiting for it to finish (Ctrl-C stops waiting)")
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        os.ftruncate(descriptor, 0)
+        os.pwrite(descriptor, f"{action} {os.getpid()}".encode(), 0)
         yield
+    finally:
+        os.close(descriptor)  # releases the lock
 
 
 # --- processes: identity, liveness, stopping ------------------------------------------------------------------
@@ -304,11 +321,23 @@ def _http_ok(url: str) -> bool:
         return bool(response.status == 200)
 
 
-def _log_has(path: Path, marker: str) -> bool:
+def log_marker(path: Path, marker: str) -> Callable[[], bool]:
+    """A readiness check: has ``marker`` been written to the log at ``path`` since now? Logs are appended to across
+    runs (a reused folder), so an old run's marker must not count."""
     try:
-        return marker in path.read_text(errors="replace")
-    except OSError:
-        return False
+        offset = path.stat().st_size
+    except FileNotFoundError:
+        offset = 0
+
+    def written() -> bool:
+        try:
+            with open(path, "rb") as log:
+                log.seek(offset)
+                return marker.encode() in log.read()
+        except OSError:
+            return False
+
+    return written
 
 
 def clients(state: StackState) -> tuple[Any, Any, Any, Any]:
@@ -327,17 +356,67 @@ def clients(state: StackState) -> tuple[Any, Any, Any, Any]:
     )
 
 
+_state_lock = threading.Lock()  # the emulators start in threads, each recording itself
+
+
 def _record(state: StackState, service: Service, url: str | None = None) -> None:
-    state.parts.append(
-        Part(service.name, service.pid, start_time(service.pid), str(service.log_path), url or service.url)
-    )
-    save(state)
+    """Write a spawned process to the state file (called before it answers: whatever happens next, down finds it)."""
+    url = url or (f"{HOST}:{service.port}" if service.name == "memcached" else service.url)
+    part = Part(service.name, service.pid, start_time(service.pid), str(service.log_path), url)
+    with _state_lock:
+        state.parts.append(part)
+        save(state)
+
+
+def _recorder_for(state: StackState, url: str | None = None) -> processes.OnStarted:
+    def record(service: Service) -> None:
+        _record(state, service, url)
+
+    return record
+
+
+@contextlib.contextmanager
+def _uninterrupted() -> Iterator[None]:
+    """Ctrl-C is ignored while the block runs: a clean-up that must finish (only the main thread can do this)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+
+
+def _aws_error(exc: BaseException) -> str:
+    """One line for an error of a boto3 call to an emulator."""
+    response: Any = getattr(exc, "response", None)
+    if isinstance(response, dict) and response.get("Error"):
+        error = response["Error"]
+        return f"{error.get('Code', type(exc).__name__)}: {error.get('Message', '') or exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@contextlib.contextmanager
+def _aws_step(state: StackState, doing: str, *parts: str) -> Iterator[None]:
+    """An AWS call to the emulators during ``up``: any failure becomes one StartError line plus their logs' tails."""
+    try:
+        yield
+    except StreamwreckError:
+        raise
+    except Exception as exc:
+        tails = ""
+        for name in parts:
+            part = state.part(name)
+            if part is not None:
+                tails += f"\n{part.log}:\n{processes.tail(Path(part.log), 10)}"
+        raise StartError(f"{doing} failed: {_aws_error(exc)}{tails}") from None
 
 
 def up(options: Options, say: Say = print) -> StackState:
     """Start the stack in ``options.dir`` and wait until every part is ready; on failure stop what was started."""
     directory = options.dir.resolve()
-    with locked(directory):
+    with locked(directory, "up", say):
         existing = load(directory)
         if existing is not None:
             if any(part_alive(part) for part in existing.parts):
@@ -351,6 +430,7 @@ def up(options: Options, say: Say = print) -> StackState:
         missing = missing_prerequisites()
         if missing:
             raise StartError("\n".join(missing))
+        _check_ports(options)
         names = resources.names_for(options.stream)
         state = StackState(
             dir=str(directory),
@@ -365,36 +445,48 @@ def up(options: Options, say: Say = print) -> StackState:
         save(state)
         try:
             _start(state, options, names, say)
-        except BaseException:
-            say("start failed: stopping what was started")
-            _stop_all(state, say=lambda _: None)
-            state_path(directory).unlink(missing_ok=True)
+        except BaseException as exc:
+            interrupted = isinstance(exc, KeyboardInterrupt)
+            say(f"{'interrupted' if interrupted else 'start failed'}: stopping what was started")
+            _stop_started(state, say)
             raise
         state.ready = True
         save(state)
         return state
 
 
+def _check_ports(options: Options) -> None:
+    """A port given explicitly must be free: else another server could answer the readiness check for ours."""
+    for option, port in (
+        ("--kinesis-port", options.kinesis_port),
+        ("--moto-port", options.moto_port),
+        ("--memcached-port", options.memcached_port),
+        ("--api-port", options.api_port),
+    ):
+        if port is not None and processes.port_in_use(port):
+            raise StartError(f"port {port} ({option}) is already in use on {HOST}: choose another, or leave it out")
+
+
+def _stop_started(state: StackState, say: Say) -> None:
+    """Stop every recorded process (Ctrl-C cannot cut this short); the state file goes once none is left."""
+    for _ in range(3):  # a Ctrl-C landing before the signal is ignored only restarts the clean-up
+        try:
+            with _uninterrupted():
+                _stop_all(state, say=lambda _: None)
+                survivors = [part.name for part in state.parts if group_members(part)]
+                if survivors:
+                    say(f"could not stop {', '.join(survivors)}: 'streamwreck local down --dir {state.dir}' retries")
+                else:
+                    state_path(Path(state.dir)).unlink(missing_ok=True)
+                return
+        except KeyboardInterrupt:
+            continue
+
+
 def _start(state: StackState, options: Options, names: resources.Names, say: Say) -> None:
     logs = state.logs
     say("starting memcached, moto (SNS, SQS, DynamoDB) and kinesis-local")
-    starters: dict[str, Callable[[], Service]] = {
-        "memcached": lambda: processes.start_memcached(logs, options.memcached_port),
-        "moto": lambda: processes.start_moto(logs, options.moto_port),
-        "kinesis-local": lambda: processes.start_kinesis_local(logs, options.kinesis_port, region=options.region),
-    }
-    with ThreadPoolExecutor(max_workers=len(starters)) as pool:
-        futures = {name: pool.submit(start) for name, start in starters.items()}
-        errors = []
-        for name, future in futures.items():  # record every part that did start, so that it is stopped on failure
-            try:
-                service = future.result()
-            except Exception as exc:
-                errors.append(exc)
-                continue
-            _record(state, service, f"{HOST}:{service.port}" if name == "memcached" else None)
-        if errors:
-            raise errors[0]
+    _start_emulators(state, options)
     memcached, moto, kinesis = (state.part(name) for name in ("memcached", "moto", "kinesis-local"))
     assert memcached and moto and kinesis and memcached.url and moto.url and kinesis.url
     state.memcached, state.aws_endpoint_url, state.kinesis_endpoint_url = memcached.url, moto.url, kinesis.url
@@ -402,7 +494,8 @@ def _start(state: StackState, options: Options, names: resources.Names, say: Say
 
     say(f"creating stream {names.stream} ({options.shards} shards), topic, queue and dead-letter queue")
     kinesis_client, sns, sqs, dynamodb = clients(state)
-    created = resources.create(names, options.shards, kinesis_client, sns, sqs)
+    with _aws_step(state, "creating the stream, topic and queues", "kinesis-local", "moto"):
+        created = resources.create(names, options.shards, kinesis_client, sns, sqs)
     state.topic_arn, state.queue_url = created.topic_arn, created.queue_url
     state.dead_letter_queue_url = created.dead_letter_queue_url
     save(state)
@@ -423,6 +516,7 @@ def _start(state: StackState, options: Options, names: resources.Names, say: Say
         "STREAMWRECK_KCL_JARS_DIR": str(jars),
         "STREAMWRECK_RECORDER_WAIT_SECONDS": "2",  # a short long poll: down need not wait for it
         "STREAMWRECK_WORKER_ID": "local",
+        "STREAMWRECK_LOCAL_PROFILE": "true",  # the KCL's emulator profile: no worker metrics, fast lease sync
         "PYTHONUNBUFFERED": "1",
     }
 
@@ -430,21 +524,26 @@ def _start(state: StackState, options: Options, names: resources.Names, say: Say
     rule = f"skips sequence numbers divisible by {state.skip_every}" if state.skip_every else "skips none"
     say(f"starting the processor (KCL application {state.kcl_application}; demo rule: {rule})")
     processor = processes.launch(
-        "processor", _clean_env_argv(_streamwreck_argv("processor"), env), logs, 0, lambda: True, env=env
+        "processor",
+        _clean_env_argv(_streamwreck_argv("processor"), env),
+        logs,
+        0,
+        lambda: True,
+        env=env,
+        on_started=_recorder_for(state, f"KCL application {state.kcl_application}"),
     )
-    _record(state, processor, f"KCL application {state.kcl_application}")
 
     say("starting the recorder and the API")
-    recorder = processes.launch(
+    processes.launch(
         "recorder",
         _clean_env_argv(_streamwreck_argv("recorder"), env),
         logs,
         0,
-        lambda: _log_has(logs / "recorder.log", "recorder_started"),
+        log_marker(logs / "recorder.log", "recorder_started"),
         env=env,
         timeout=60,
+        on_started=_recorder_for(state, state.queue_url),
     )
-    _record(state, recorder, state.queue_url)
     api_port = options.api_port or processes.free_port()
     api_env = {**env, "STREAMWRECK_API_HOST": HOST, "STREAMWRECK_API_PORT": str(api_port)}
     api = processes.launch(
@@ -455,13 +554,41 @@ def _start(state: StackState, options: Options, names: resources.Names, say: Say
         lambda: _http_ok(f"http://{HOST}:{api_port}/readyz"),
         env=api_env,
         timeout=60,
+        on_started=_recorder_for(state),
     )
-    _record(state, api)
     state.api_url = api.url
     save(state)
 
     say(f"waiting for the KCL consumer to lease all {options.shards} shards (about 30-60 s)")
     _wait_for_leases(state, processor, kinesis_client, dynamodb, options.consumer_timeout)
+
+
+def _start_emulators(state: StackState, options: Options) -> None:
+    """memcached, moto and kinesis-local in parallel. Each is recorded as it is spawned; when one fails (or Ctrl-C
+    comes) the others are cancelled, and this returns only once no start is still in progress."""
+    logs, cancel = state.logs, threading.Event()
+    record = _recorder_for(state)
+    starters: list[Callable[[], Service]] = [
+        lambda: processes.start_memcached(logs, options.memcached_port, on_started=record, cancel=cancel),
+        lambda: processes.start_moto(logs, options.moto_port, on_started=record, cancel=cancel),
+        lambda: processes.start_kinesis_local(
+            logs, options.kinesis_port, region=options.region, on_started=record, cancel=cancel
+        ),
+    ]
+    pool = ThreadPoolExecutor(max_workers=len(starters))
+    try:
+        futures = [pool.submit(start) for start in starters]
+        done, _ = concurrent_futures.wait(futures, return_when=concurrent_futures.FIRST_EXCEPTION)
+        for future in futures:
+            error = future.exception() if future in done else None
+            if error is not None:
+                raise error
+    except BaseException:
+        cancel.set()  # the starts in progress stop their process and return at once
+        with _uninterrupted():
+            pool.shutdown(wait=True)
+        raise
+    pool.shutdown(wait=True)
 
 
 def lease_owners(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
@@ -486,12 +613,14 @@ def lease_owners(dynamodb: Any, table: str) -> dict[str, dict[str, Any]]:
 
 
 def _wait_for_leases(state: StackState, processor: Service, kinesis: Any, dynamodb: Any, timeout: float) -> None:
-    shards = {shard["ShardId"] for shard in kinesis.list_shards(StreamName=state.stream)["Shards"]}
+    with _aws_step(state, f"listing the shards of stream {state.stream}", "kinesis-local"):
+        shards = {shard["ShardId"] for shard in kinesis.list_shards(StreamName=state.stream)["Shards"]}
     started = time.monotonic()
     while True:
         if not processor.alive():
             raise StartError(f"the processor exited at start; {processor.log_path}:\n{processor.tail(30)}")
-        leases = lease_owners(dynamodb, state.kcl_application)
+        with _aws_step(state, f"reading the KCL lease table {state.kcl_application}", "moto"):
+            leases = lease_owners(dynamodb, state.kcl_application)
         if all(leases.get(shard, {}).get("owner") for shard in shards):
             return
         if time.monotonic() - started > timeout:
@@ -533,7 +662,7 @@ def down(directory: Path, say: Say = print) -> StackState | None:
     directory = directory.resolve()
     if not state_path(directory).exists():
         return None
-    with locked(directory):
+    with locked(directory, "down", say):
         state = load(directory)
         if state is None:
             return None

@@ -4,10 +4,12 @@ and never signals a process that merely reuses a recorded pid."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -82,23 +84,186 @@ def holders(folder: Path) -> list[int]:
     return found
 
 
-def test_a_part_that_fails_to_start_is_named_with_its_log_and_everything_started_is_stopped(tmp_path: Path) -> None:
+STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
+
+# Stand-ins for kinesis-local (STREAMWRECK_KINESIS_LOCAL): one that dies at start, one that answers every Kinesis call
+# with an error.
+DIES_AT_START = 'console.error("fake kinesis-local: cannot start"); process.exit(3);\n'
+REFUSES_EVERYTHING = """\
+require("http").createServer((request, response) => {
+  if (request.method === "GET") { response.end("ok"); return; }
+  response.writeHead(400, {"Content-Type": "application/x-amz-json-1.1"});
+  response.end(JSON.stringify({__type: "LimitExceededException", message: "fake: no streams today"}));
+}).listen(Number(process.env.KINESIS_MOCK_PLAIN_PORT), "127.0.0.1", () => console.error("fake kinesis-local up"));
+"""
+
+
+def fake_kinesis_local(folder: Path, script: str) -> dict[str, str]:
+    main = folder / "fake-kinesis-local" / "main.js"
+    main.parent.mkdir()
+    main.write_text(script)
+    return {**os.environ, "STREAMWRECK_KINESIS_LOCAL": str(main)}
+
+
+def local(*argv: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [STREAMWRECK, "local", *argv], capture_output=True, text=True, timeout=timeout, env=env, check=False
+    )
+
+
+def assert_all_stopped(folder: Path) -> None:
+    assert holders(folder) == []
+    assert not (folder / "stack.json").exists()
+    down = local("down", "--dir", str(folder))
+    assert down.returncode == 0 and "nothing to stop" in down.stderr
+
+
+def test_a_part_that_dies_at_start_is_named_with_its_log_and_everything_started_is_stopped(tmp_path: Path) -> None:
+    result = local("up", "--dir", str(tmp_path), env=fake_kinesis_local(tmp_path, DIES_AT_START))
+    assert result.returncode == 2
+    error = result.stderr.strip().splitlines()
+    assert any(line.startswith("streamwreck local: error: kinesis-local exited with 3") for line in error), (
+        result.stderr
+    )
+    assert "fake kinesis-local: cannot start" in result.stderr  # the log's tail
+    assert "start failed: stopping what was started" in result.stderr
+    assert (tmp_path / "logs" / "moto.log").exists()  # started beside kinesis-local, and then stopped
+    assert_all_stopped(tmp_path)
+
+
+def test_an_aws_error_while_creating_the_resources_is_one_line_with_the_logs_tail(tmp_path: Path) -> None:
+    result = local("up", "--dir", str(tmp_path), env=fake_kinesis_local(tmp_path, REFUSES_EVERYTHING))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    error = [line for line in result.stderr.splitlines() if "error:" in line]
+    assert error == [
+        "streamwreck local: error: creating the stream, topic and queues failed: LimitExceededException: "
+        "fake: no streams today"
+    ], result.stderr
+    assert "fake kinesis-local up" in result.stderr  # kinesis-local's log tail follows
+    assert_all_stopped(tmp_path)
+
+
+def test_an_explicit_port_in_use_is_refused_before_anything_starts(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        command = [str(Path(sys.executable).with_name("streamwreck")), "local", "up", "--dir", str(tmp_path)]
-        result = subprocess.run(
-            [*command, "--moto-port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        result = local("up", "--dir", str(tmp_path), "--moto-port", str(port))
     assert result.returncode == 2
-    error = result.stderr.strip().splitlines()
-    assert any(line.startswith("streamwreck local: error: moto exited with") for line in error), result.stderr
-    assert "stopping what was started" in result.stderr
-    assert (tmp_path / "logs" / "kinesis-local.log").exists()  # started beside moto, and then stopped
-    assert holders(tmp_path) == []
-    assert not (tmp_path / "stack.json").exists()
+    assert result.stderr.strip() == (
+        f"streamwreck local: error: port {port} (--moto-port) is already in use on 127.0.0.1: choose another,"
+        " or leave it out"
+    )
+    assert not (tmp_path / "logs").exists()
+    assert_all_stopped(tmp_path)
+
+
+def test_a_process_that_dies_while_something_else_answers_is_not_ready(tmp_path: Path) -> None:
+    def another_server_answers() -> bool:
+        time.sleep(0.5)  # meanwhile our process dies (as one does whose port is taken)
+        return True
+
+    with pytest.raises(processes.StartError, match="exited with 4"):
+        processes.launch("dies", ["sh", "-c", "sleep 0.1; exit 4"], tmp_path, 0, another_server_answers)
+
+
+def test_a_log_marker_of_an_earlier_run_does_not_count(tmp_path: Path) -> None:
+    log = tmp_path / "recorder.log"
+    log.write_text('{"event": "recorder_started"}\n')  # a reused folder: the last run's log
+    with pytest.raises(processes.StartError, match="exited with 3"):
+        processes.launch(
+            "recorder", ["sh", "-c", "sleep 0.3; exit 3"], tmp_path, 0, stack.log_marker(log, "recorder_started")
+        )
+    service = processes.launch(
+        "recorder",
+        ["sh", "-c", "echo recorder_started; exec sleep 30"],
+        tmp_path,
+        0,
+        stack.log_marker(log, "recorder_started"),
+    )
+    service.stop(timeout=1)
+
+
+def test_launch_reports_the_process_before_it_answers_and_stops_it_when_interrupted(tmp_path: Path) -> None:
+    seen: list[processes.Service] = []
+
+    def interrupted() -> bool:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        processes.launch(
+            "slow", ["sleep", "30"], tmp_path, 0, lambda: bool(seen) and interrupted(), on_started=seen.append
+        )
+    assert len(seen) == 1
+    assert not seen[0].alive()
+
+
+def up_until(folder: Path, stream: str, marker: str) -> tuple[subprocess.Popen[str], str]:
+    """``local up`` in ``folder``, read until it prints ``marker``: the process and what it printed."""
+    up = subprocess.Popen(
+        [STREAMWRECK, "local", "up", "--dir", str(folder), "--stream", stream, "--shards", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert up.stderr is not None
+    printed = ""
+    for line in up.stderr:
+        printed += line
+        if marker in line:
+            return up, printed
+    up.wait()
+    pytest.fail(f"local up ended before {marker!r}:\n{printed}")
+
+
+def live(pid: int) -> bool:
+    stat = stack.proc_stat(pid)
+    return stat is not None and stat[2] != "Z"
+
+
+def stack_processes(folder: Path, stream: str) -> set[int]:
+    """Every live process of the stack in ``folder``: the recorded parts' groups, the holders of its logs, and any
+    process with the stream's name in its environment (the processor's: its record processors log to a pipe)."""
+    found = set(holders(folder))
+    state = stack.load(folder)
+    for part in state.parts if state else []:
+        found.update(stack.group_members(part))
+    variable = f"STREAMWRECK_STREAM_NAME={stream}".encode()
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if variable in environ.read_bytes().split(b"\0"):
+                found.add(int(environ.parent.name))
+        except OSError:
+            continue
+    return {pid for pid in found if live(pid) and pid != os.getpid()}
+
+
+@pytest.mark.parametrize(
+    ("marker", "delay"),
+    [
+        ("starting memcached", 0.5),  # the emulators are starting, in threads
+        ("starting the recorder", 0.0),  # the processor is spawned, the recorder is starting
+        ("waiting for the KCL consumer", 1.0),  # every part is up, the KCL daemon is taking its leases
+    ],
+    ids=["emulators-starting", "services-starting", "waiting-for-leases"],
+)
+def test_ctrl_c_during_up_stops_every_process_it_started(tmp_path: Path, marker: str, delay: float) -> None:
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    up, printed = up_until(tmp_path, stream, marker)
+    try:
+        time.sleep(delay)
+        running = stack_processes(tmp_path, stream) - {up.pid}
+        assert running, "nothing of the stack was running at the interrupt"
+        up.send_signal(signal.SIGINT)
+        _, rest = up.communicate(timeout=60)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.communicate()
+    assert up.returncode == 130, printed + rest
+    assert "interrupted: stopping what was started" in rest
+    assert "Traceback" not in rest
+    assert {pid for pid in running if live(pid)} == set()
+    assert stack_processes(tmp_path, stream) == set()
+    assert_all_stopped(tmp_path)

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError
 
 from services.core.records import RecordId
 from services.local import progress, resources, stack
@@ -150,3 +154,54 @@ def test_missing_prerequisites_name_what_to_install_one_line_each(monkeypatch: p
 
 def _raise_start_error() -> None:
     raise stack.StartError("not there")
+
+
+def test_down_says_an_up_is_in_progress_before_it_waits_for_the_folder(tmp_path: Path) -> None:
+    stack.save(state(tmp_path))
+    said: list[str] = []
+    stopped: list[stack.StackState | None] = []
+    with stack.locked(tmp_path, "up"):
+        down = threading.Thread(target=lambda: stopped.append(stack.down(tmp_path, say=said.append)))
+        down.start()
+        deadline = time.monotonic() + 10
+        while not said and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert said == [
+            f"an 'up' (pid {os.getpid()}) is in progress in {tmp_path.resolve()}: waiting for it to finish"
+            " (Ctrl-C stops waiting)"
+        ]
+        assert down.is_alive() and not stopped  # it waits for the up
+    down.join(timeout=10)
+    assert stopped and stopped[0] is not None
+    assert not (tmp_path / "stack.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            TimeoutError("stream demo is still CREATING after 30s"),
+            "TimeoutError: stream demo is still CREATING after 30s",
+        ),
+        (
+            ClientError({"Error": {"Code": "ResourceInUseException", "Message": "in use"}}, "CreateStream"),
+            "ResourceInUseException: in use",
+        ),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "EndpointConnectionError: Could not connect"),
+    ],
+)
+def test_an_aws_failure_during_up_is_one_line_then_the_emulators_log_tail(
+    tmp_path: Path, error: Exception, line: str
+) -> None:
+    log = tmp_path / "kinesis-local.log"
+    log.write_text("starting\nlast words\n")
+    stack_state = state(tmp_path)
+    stack_state.parts = [stack.Part("kinesis-local", 1, None, str(log))]
+    with (
+        pytest.raises(stack.StartError) as caught,
+        stack._aws_step(stack_state, "creating the stream", "kinesis-local"),
+    ):
+        raise error
+    first, *rest = str(caught.value).splitlines()
+    assert first.startswith(f"creating the stream failed: {line}")
+    assert rest == [f"{log}:", "starting", "last words"]
