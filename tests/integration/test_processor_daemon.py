@@ -45,6 +45,7 @@ pytestmark = pytest.mark.kcl
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 SKIP_EVERY = 5
 PAUSE = 0.2
+HOLD_SECONDS = 10  # the main run's time flush: long enough for SIGTERM to arrive first, short enough for the split
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, service: Service | None = None) -> Any:
@@ -239,7 +240,12 @@ def start_daemon(aws_env: dict[str, str], server_logs: Path) -> Iterator[Callabl
     daemons: list[Daemon] = []
 
     def start(name: str, *args: str, **env: str) -> Daemon:
-        full_env = {"STREAMWRECK_SKIP_EVERY": str(SKIP_EVERY), "STREAMWRECK_LOG_LEVEL": "DEBUG", **env}
+        full_env = {
+            "STREAMWRECK_SKIP_EVERY": str(SKIP_EVERY),
+            "STREAMWRECK_LOG_LEVEL": "DEBUG",
+            "STREAMWRECK_LOCAL_PROFILE": "true",  # emulators: no worker metrics, fast lease sync
+            **env,
+        }
         started_at = time.monotonic()
         argv = [STREAMWRECK, "processor", *args]
         service = processes.launch(f"processor-{name}-{len(daemons)}", argv, server_logs, 0, lambda: True, env=full_env)
@@ -281,6 +287,10 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
         STREAMWRECK_APPLICATION_NAME=unique,
         STREAMWRECK_TOPIC_ARN=topic_arn,
         STREAMWRECK_WORKER_ID="worker-main",
+        # The SIGTERM step below needs records still held when the stop reaches the record processor: with the
+        # default 2 s time flush a busy machine could publish them first. (The split's records, too few for a size
+        # flush, wait for this interval as well.)
+        STREAMWRECK_PUBLISH_FLUSH_SECONDS=str(HOLD_SECONDS),
     )
     wait_for(lambda: queue.has_all(want), 150, "the first records' events", daemon.service)
     assert queue.first_at is not None
@@ -333,7 +343,7 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
     assert queue.records() == expected(everything)
     ends = last_positions(everything)
     assert checkpoints(unique)[shard] == ends[shard]
-    # they were still held when the stop came (2 s flush interval), so the shutdown is what published them
+    # they were still held when the stop came (HOLD_SECONDS flush interval), so the shutdown is what published them
     stopping = min(e["ts"] for e in daemon.log_events("shutdown_requested") if e["shard_id"] == shard)
     final = [e for e in daemon.log_events("records_published") if e["shard_id"] == shard and e["ts"] >= stopping]
     assert [e["records"] for e in final] == [sum(expected(last).values())]
