@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,10 +19,14 @@ from typing import Any
 import pytest
 
 from services.core.records import RecordId
-from services.local import progress, stack
+from services.local import stack
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
-UP_TIMEOUT = 300
+# Budgets, inside the e2e modules' per-test timeout (conftest.py: E2E_TIMEOUT, which covers the first test's fixture,
+# i.e. this start-up, too): a slow start ends with `local up`'s own message and the logs' tails, never a bare timeout.
+CONSUMER_TIMEOUT = 120  # local up --consumer-timeout: the KCL daemon's leases
+UP_TIMEOUT = CONSUMER_TIMEOUT + 60  # the whole `local up`: emulators, resources, services, then the leases
+WAIT_TIMEOUT = 150  # local wait: the consumer catching up
 
 
 @dataclass
@@ -92,18 +97,19 @@ def base_env() -> dict[str, str]:
 def start_stack(folder: Path, *args: str) -> Iterator[LocalStack]:
     """``local up`` in ``folder``; yields the stack; ``local down`` at the end, and checks nothing is left running."""
     began = time.monotonic()
-    up = subprocess.run(
-        [STREAMWRECK, "local", "up", "--dir", str(folder), *args],
-        env=base_env(),
-        capture_output=True,
-        text=True,
-        timeout=UP_TIMEOUT,
-        check=False,
-    )
+    command = [STREAMWRECK, "local", "up", "--dir", str(folder), "--consumer-timeout", str(CONSUMER_TIMEOUT), *args]
+    up = subprocess.Popen(command, env=base_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = up.communicate(timeout=UP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        up.send_signal(signal.SIGINT)  # `local up` stops what it started
+        out, err = up.communicate(timeout=60)
+        err += f"\n(no answer within {UP_TIMEOUT}s: interrupted)"
     seconds = time.monotonic() - began
     if up.returncode != 0:
+        subprocess.run([STREAMWRECK, "local", "down", "--dir", str(folder)], env=base_env(), check=False)
         logs = "\n".join(f"== {log}\n{stack.processes.tail(log, 40)}" for log in (folder / "logs").glob("*.log"))
-        pytest.fail(f"local up failed ({up.returncode}):\n{up.stdout}\n{up.stderr}\n{logs}")
+        pytest.fail(f"local up failed ({up.returncode}) after {seconds:.0f}s:\n{out}\n{err}\n{logs}")
     status = json.loads(
         subprocess.run(
             [STREAMWRECK, "local", "status", "--dir", str(folder), "--json"],
@@ -132,10 +138,13 @@ def write_across_a_split(local: LocalStack, aggregated: int, plain: int) -> str:
     """Write ``aggregated`` user records KPL-aggregated, then ``plain`` records at 400/s, splitting shard 0 while
     the plain ones flow; returns the split shard's id."""
     kinesis = local.client("kinesis")
+    parent = "shardId-000000000000"
     # The aggregates first: `produce --aggregate` groups user records by the shards open when it starts, so it must
     # not race the split (the KCL would rightly drop sub-records routed to the wrong child).
     packed = local.run("produce", "--stream", local.stream, "--count", str(aggregated), "--aggregate")
     assert packed.returncode == 0, packed.stderr
+    # From here on, the parent's new records: the producer's (a cheap poll, not a read of the whole stream).
+    arrivals = ShardArrivals(kinesis, local.stream, parent)
     producer = subprocess.Popen(
         [STREAMWRECK, "produce", "--stream", local.stream, "--count", str(plain), "--rate", "400"],
         env=local.env,
@@ -143,11 +152,9 @@ def write_across_a_split(local: LocalStack, aggregated: int, plain: int) -> str:
         stderr=subprocess.PIPE,
         text=True,
     )
-    parent = "shardId-000000000000"
     try:
-        # Once the first batch of plain records is in the stream (the producer sends 500 at a time).
-        first_batch = aggregated + min(plain, 500)
-        wait_for(lambda: len(progress.read_stream(kinesis, local.stream).records) >= first_batch, 60, "first batch")
+        # Split once the producer's records reach the parent: about 0.5 s into its 4 s or more (>= 1,500 at 400/s).
+        wait_for(lambda: arrivals.count() >= 50, 60, "the producer's first records on the split shard")
         assert producer.poll() is None, "the producer finished before the split: nothing flowed across it"
         shard = kinesis.describe_stream(StreamName=local.stream)["StreamDescription"]["Shards"][0]
         assert shard["ShardId"] == parent
@@ -160,6 +167,24 @@ def write_across_a_split(local: LocalStack, aggregated: int, plain: int) -> str:
             producer.communicate()
     assert producer.returncode == 0, errors
     return parent
+
+
+class ShardArrivals:
+    """Counts the records that reach one shard from now on (a LATEST iterator, followed)."""
+
+    def __init__(self, kinesis: Any, stream: str, shard_id: str) -> None:
+        self._kinesis = kinesis
+        self._iterator: str | None = kinesis.get_shard_iterator(
+            StreamName=stream, ShardId=shard_id, ShardIteratorType="LATEST"
+        )["ShardIterator"]
+        self._count = 0
+
+    def count(self) -> int:
+        if self._iterator is not None:
+            page = self._kinesis.get_records(ShardIterator=self._iterator, Limit=1000)
+            self._count += len(page["Records"])
+            self._iterator = page.get("NextShardIterator")
+        return self._count
 
 
 def check(local: LocalStack, tmp_path: Path, *options: str) -> tuple[int, dict[str, Any]]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_stack import LocalStack, check, log_holders, running, start_stack, write_across_a_split
+from e2e_stack import WAIT_TIMEOUT, LocalStack, check, log_holders, running, start_stack, write_across_a_split
 
 from services.local import progress, stack
 
@@ -35,7 +35,7 @@ def test_with_the_demo_rule_off_nothing_is_lost_and_the_verdict_is_clean(
     clean_stack: LocalStack, tmp_path: Path
 ) -> None:
     write_across_a_split(clean_stack, aggregated=500, plain=1500)
-    wait = clean_stack.run("local", "wait", "--dir", str(clean_stack.dir), "--timeout", "180")
+    wait = clean_stack.run("local", "wait", "--dir", str(clean_stack.dir), "--timeout", str(WAIT_TIMEOUT))
     assert wait.returncode == 0, wait.stderr
     code, report = check(clean_stack, tmp_path, "--grace", "0")
     records = progress.read_stream(clean_stack.client("kinesis"), clean_stack.stream).records

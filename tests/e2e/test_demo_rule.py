@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_stack import LocalStack, check, start_stack, statuses, write_across_a_split
+from e2e_stack import WAIT_TIMEOUT, LocalStack, check, start_stack, statuses, write_across_a_split
 
 from services.core.records import RecordId
 from services.local import progress, stack
@@ -29,7 +31,7 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
     kinesis = demo_stack.client("kinesis")
     parent = write_across_a_split(demo_stack, aggregated=1000, plain=2500)
 
-    wait = demo_stack.run("local", "wait", "--dir", str(demo_stack.dir), "--timeout", "180")
+    wait = demo_stack.run("local", "wait", "--dir", str(demo_stack.dir), "--timeout", str(WAIT_TIMEOUT))
     assert wait.returncode == 0, wait.stderr
     code, report = check(demo_stack, tmp_path, "--grace", "0")
 
@@ -49,6 +51,22 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
     assert report["counts"]["processed"] + report["counts"]["duplicate"] == len(records) - len(skipped)
     assert report["verdict"] == "gaps"
     assert code == 1
+
+    # The demo's last steps (scripts/demo.sh): the HTML report rendered from the JSON one, and the demo's own verdict.
+    (tmp_path / "demo.json").write_text(json.dumps(report))
+    html = tmp_path / "demo.html"
+    arguments = ["--report", str(tmp_path / "demo.json"), "--html", str(html), "--dir", str(demo_stack.dir)]
+    demo = subprocess.run(
+        [sys.executable, "-m", "services.local.demo", *arguments],
+        env=demo_stack.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert f"the checker named exactly those {len(skipped)} records as lost" in demo.stdout
+    assert html.read_text().lstrip().lower().startswith("<!doctype html")
 
 
 def test_records_the_consumer_has_not_reached_are_in_flight_not_lost(demo_stack: LocalStack, tmp_path: Path) -> None:
