@@ -1,11 +1,13 @@
 """The demo's own verdict on the checker's verdict: are the records it names as lost exactly the ones the demo rule
-skipped? Run by ``scripts/demo.sh`` after ``streamwreck check``:
+skipped? Run by ``scripts/demo.sh`` after ``streamwreck check --format json``:
 
-    python -m services.local.demo --dir .streamwreck/demo --report report.json
+    python -m services.local.demo --report report.json --html report.html    # the HTML report, from the JSON one
+    python -m services.local.demo --report report.json --dir .streamwreck/demo
 
-It reads the stream itself (every user record, aggregates unpacked), applies the rule (sequence number divisible
-by the stack's --skip-every) and compares with the ``lost`` records of the checker's JSON report. Exit 0 if they
-match exactly, 1 if not (naming the differences).
+With ``--dir`` it reads the stream itself (every user record, aggregates unpacked), applies the rule (sequence number
+divisible by the stack's --skip-every) and compares with the ``lost`` records of the checker's JSON report. Exit 0 if
+they match exactly, 1 if not (naming the differences). ``--html`` renders the checker's HTML report from its JSON
+report (the same document), so that the demo runs the checker once.
 """
 
 from __future__ import annotations
@@ -40,18 +42,36 @@ def compare(expected: Iterable[RecordId], reported: Iterable[RecordId]) -> tuple
     return expected - reported, reported - expected
 
 
+def write_html(report: Mapping[str, Any], path: Path) -> None:
+    """The checker's HTML report of the document its JSON report holds."""
+    from cli.report import render
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(report, "html"), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.local.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--report", type=Path, required=True, help="the checker's JSON report")
+    parser.add_argument("--dir", type=Path, help="the stack's folder: compare the lost records with the demo rule")
+    parser.add_argument("--html", type=Path, metavar="FILE", help="write the checker's HTML report here")
+    args = parser.parse_args(argv)
+    if args.dir is None and args.html is None:
+        parser.error("give --dir (compare with the demo rule), --html (write the HTML report), or both")
+    report = json.loads(args.report.read_text())
+    if args.html is not None:
+        write_html(report, args.html)
+        print(f"HTML report: {args.html}")
+    return 0 if args.dir is None else judge(report, args.dir)
+
+
+def judge(report: Mapping[str, Any], directory: Path) -> int:
     from services.local import progress, stack
 
-    parser = argparse.ArgumentParser(prog="python -m services.local.demo", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--dir", type=Path, required=True, help="the stack's folder")
-    parser.add_argument("--report", type=Path, required=True, help="the checker's JSON report")
-    args = parser.parse_args(argv)
-    state = stack.status(args.dir)
+    state = stack.status(directory)
     kinesis, *_ = stack.clients(state)
     records = progress.read_stream(kinesis, state.stream).records
     skipped = {r for r in records if progress.skipped_by_demo_rule(r.sequence_number, state.skip_every)}
-    report = json.loads(args.report.read_text())
     missed, extra = compare(skipped, records_in_report(report, state.stream, "lost"))
     rule = f"sequence number divisible by {state.skip_every}" if state.skip_every else "none skipped"
     print(f"demo rule ({rule}): the processor skipped {len(skipped)} of the {len(records)} records in the stream")
