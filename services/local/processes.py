@@ -290,3 +290,16 @@ def start_kinesis_local(
     return launch(
         "kinesis-local", argv, log_dir, port, ready, env=env, timeout=60, on_started=on_started, cancel=cancel
     )
+
+
+def log_holders(folder: Path) -> list[int]:
+    """Pids of the processes with a file under ``folder`` open (every part of a stack writes its log there)."""
+    found = []
+    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
+        try:
+            targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
+        except OSError:
+            continue
+        if any(target.startswith(str(folder)) for target in targets):
+            found.append(int(fd_dir.parent.name))
+    return found

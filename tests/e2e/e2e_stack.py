@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from services.core.records import RecordId
-from services.local import stack
+from services.local import processes, stack
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 # Budgets, inside the e2e modules' per-test timeout (conftest.py: E2E_TIMEOUT, which covers the first test's fixture,
@@ -68,17 +68,7 @@ def running(pid: int) -> bool:
     return stat is not None and stat[2] != "Z"
 
 
-def log_holders(folder: Path) -> list[int]:
-    """Processes with a file under ``folder`` open: every part of the stack writes its log there."""
-    found = []
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
-        except OSError:
-            continue
-        if any(target.startswith(str(folder)) for target in targets):
-            found.append(int(fd_dir.parent.name))
-    return found
+log_holders = processes.log_holders
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:

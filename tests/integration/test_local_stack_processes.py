@@ -71,17 +71,7 @@ def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
         child.wait()
 
 
-def holders(folder: Path) -> list[int]:
-    """Processes with a file of ``folder`` open (every part of the stack writes its log there)."""
-    found = []
-    for fd_dir in Path("/proc").glob("[0-9]*/fd"):
-        try:
-            targets = [os.readlink(fd) for fd in fd_dir.iterdir()]
-        except OSError:
-            continue
-        if any(target.startswith(str(folder)) for target in targets):
-            found.append(int(fd_dir.parent.name))
-    return found
+holders = processes.log_holders
 
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
