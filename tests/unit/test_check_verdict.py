@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from cli.verdict import (
@@ -48,26 +50,8 @@ def judged(
     )
 
 
-def status(
-    *,
-    count: int = 0,
-    arrival: float = NOW - HOUR,
-    checkpoint: Checkpoint | None = None,
-    ledger: LedgerView = INTACT,
-    grace: float = 60,
-    seq: str = SEQ,
-    sub: int = 0,
-) -> Status:
-    return judge(
-        arrival=arrival,
-        sequence_number=seq,
-        sub_sequence_number=sub,
-        count=count,
-        checkpoint=checkpoint,
-        ledger=ledger,
-        now=NOW,
-        grace=grace,
-    ).status
+def status(**arguments: Any) -> Status:
+    return judged(**arguments).status
 
 
 def test_in_the_ledger_once_is_processed_and_more_is_duplicate() -> None:
