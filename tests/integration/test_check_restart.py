@@ -188,7 +188,9 @@ def test_memcached_flushed_after_recording_is_unreliable_not_lost(
 
     client = Client(("127.0.0.1", stack.memcached.port))
     try:
-        client.flush_all()  # every entry gone; memcached keeps running, so its start time says nothing
+        # every entry gone; memcached keeps running, so its start time says nothing. noreply=False waits for the
+        # OK, so the check's stats cannot come before the flush.
+        assert client.flush_all(noreply=False)
     finally:
         client.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -86,11 +87,10 @@ def test_health_reports_ttl_and_start(ledger: Ledger) -> None:
 @pytest.mark.integration
 def test_ttl_beyond_thirty_days_keeps_entries(memcached: Service, unique: str) -> None:
     # As a relative expiry, 40 days would be read by memcached as a Unix time in 1970: expired at once.
-    ledger = _memcached_ledger(memcached, ttl=MEMCACHED_RELATIVE_EXPIRY_LIMIT + 10 * 24 * 3600)
-    ids = _ids(unique, 3)
-    ledger.record(ids, "e", int(time.time()))
-    assert set(ledger.lookup(ids)) == set(ids)
-    ledger.close()
+    with closing(_memcached_ledger(memcached, ttl=MEMCACHED_RELATIVE_EXPIRY_LIMIT + 10 * 24 * 3600)) as ledger:
+        ids = _ids(unique, 3)
+        ledger.record(ids, "e", int(time.time()))
+        assert set(ledger.lookup(ids)) == set(ids)
 
 
 @pytest.mark.integration
@@ -99,18 +99,17 @@ def test_several_nodes_share_the_keys_and_a_dead_node_is_an_error(tmp_path: Path
 
     nodes = [processes.start_memcached(tmp_path / str(i)) for i in range(2)]
     try:
-        ledger = _memcached_ledger(*nodes)
-        ids = _ids(unique, 400)
-        ledger.record(ids, "e", 1_800_000_000)
-        assert set(ledger.lookup(ids)) == set(ids)
-        items = [node.curr_items for node in ledger.health().nodes]
-        assert sum(items) == 400 and min(items) > 100  # spread over both
-        nodes[1].stop()
-        health = ledger.health()
-        assert not health.healthy and [n.reachable for n in health.nodes] == [True, False]
-        with pytest.raises(LedgerUnavailableError, match=f"127.0.0.1:{nodes[1].port}"):
-            ledger.lookup(ids)
-        ledger.close()
+        with closing(_memcached_ledger(*nodes)) as ledger:
+            ids = _ids(unique, 400)
+            ledger.record(ids, "e", 1_800_000_000)
+            assert set(ledger.lookup(ids)) == set(ids)
+            items = [node.curr_items for node in ledger.health().nodes]
+            assert sum(items) == 400 and min(items) > 100  # spread over both
+            nodes[1].stop()
+            health = ledger.health()
+            assert not health.healthy and [n.reachable for n in health.nodes] == [True, False]
+            with pytest.raises(LedgerUnavailableError, match=f"127.0.0.1:{nodes[1].port}"):
+                ledger.lookup(ids)
     finally:
         for node in nodes:
             node.stop()
@@ -139,15 +138,14 @@ def test_entries_carry_the_ttl(memcached: Service, unique: str) -> None:
 
     from services.core.records import ledger_key
 
-    ledger = _memcached_ledger(memcached, ttl=3600)
     record = _ids(unique, 1)[0]
-    ledger.record([record], "e", int(time.time()))
+    with closing(_memcached_ledger(memcached, ttl=3600)) as ledger:
+        ledger.record([record], "e", int(time.time()))
     with socket.create_connection(("127.0.0.1", memcached.port), timeout=2) as sock:
         sock.sendall(f"mg {ledger_key(record)} t\r\n".encode())
         answer = sock.recv(100).decode()
     assert answer.startswith("HD t"), answer
     assert 3590 <= int(answer.split()[1][1:]) <= 3600
-    ledger.close()
 
 
 @pytest.mark.parametrize("nodes", [3, 4])
@@ -170,12 +168,11 @@ def test_health_reports_a_flush(tmp_path: Path) -> None:
 
     node = processes.start_memcached(tmp_path)
     try:
-        ledger = _memcached_ledger(node)
-        assert ledger.health().flushes == 0
-        client = Client(("127.0.0.1", node.port))
-        client.flush_all()
-        client.close()
-        assert ledger.health().flushes == 1
-        ledger.close()
+        with closing(_memcached_ledger(node)) as ledger, closing(Client(("127.0.0.1", node.port))) as client:
+            assert ledger.health().flushes == 0
+            # noreply=False waits for memcached's OK: with noreply, the stats read on the ledger's own connection
+            # (another memcached worker thread) could come before the flush is done.
+            assert client.flush_all(noreply=False)
+            assert ledger.health().flushes == 1
     finally:
         node.stop()

@@ -85,6 +85,14 @@ def _sequences(n: int, shard: int) -> list[str]:
 
 
 @pytest.fixture
+def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
+    """The recorder's ledger; closed even when the test fails (an open socket would fail a later test)."""
+    the_ledger = _ledger(memcached)
+    yield the_ledger
+    the_ledger.close()
+
+
+@pytest.fixture
 def api(memcached: Service) -> Iterator[TestClient]:
     ledger = _ledger(memcached)
     with TestClient(create_app(load_settings(), ledger)) as client:
@@ -94,7 +102,7 @@ def api(memcached: Service) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize("raw_delivery", [False, True], ids=["sns-envelope", "raw-delivery"])
 def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
-    moto_env: dict[str, str], memcached: Service, api: TestClient, unique: str, raw_delivery: bool
+    moto_env: dict[str, str], ledger: MemcachedLedger, api: TestClient, unique: str, raw_delivery: bool
 ) -> None:
     messaging = _messaging(unique, raw_delivery)
     publisher = EventPublisher(messaging.sns, messaging.topic_arn, "worker-1")
@@ -108,7 +116,6 @@ def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
     again = [(written[SHARDS[0]][1], 0)]
     EventPublisher(messaging.sns, messaging.topic_arn, "worker-2").publish(unique, SHARDS[0], again)
 
-    ledger = _ledger(memcached)
     recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1)
     _drain(recorder, lambda: _visible(messaging.sqs, messaging.queue_url) == 0)
 
@@ -120,7 +127,6 @@ def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
         {"shard_id": SHARDS[0], "sequence_number": written[SHARDS[0]][1], "sub_sequence_number": 0, "count": 2}
     ]
     assert answer["ledger"]["healthy"] is True
-    ledger.close()
 
 
 POISON = [
@@ -141,12 +147,11 @@ POISON = [
 
 
 def test_poison_messages_are_left_for_the_dead_letter_queue(
-    messaging: Messaging, memcached: Service, api: TestClient, unique: str
+    messaging: Messaging, ledger: MemcachedLedger, api: TestClient, unique: str
 ) -> None:
     for body in POISON:
         messaging.sqs.send_message(QueueUrl=messaging.queue_url, MessageBody=body)
     EventPublisher(messaging.sns, messaging.topic_arn).publish(unique, SHARDS[0], [("5", 0)])
-    ledger = _ledger(memcached)
     recorder = Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=0)
     reports = [recorder.poll_once() for _ in range(4)]
     assert sum(r.rejected for r in reports) >= 2 * len(POISON) and sum(r.deleted for r in reports) == 1
@@ -155,9 +160,8 @@ def test_poison_messages_are_left_for_the_dead_letter_queue(
     for _ in range(5):
         dead += messaging.sqs.receive_message(QueueUrl=messaging.dlq_url, MaxNumberOfMessages=10).get("Messages", [])
     assert sorted(m["Body"] for m in dead) == sorted(POISON)
-    body = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": "5"}]}
-    assert api.post("/reconcile", json=body).json()["unprocessed"] == []
-    ledger.close()
+    query = {"stream": unique, "records": [{"shard_id": SHARDS[0], "sequence_number": "5"}]}
+    assert api.post("/reconcile", json=query).json()["unprocessed"] == []
 
 
 def test_memcached_down_holds_the_messages_and_catches_up(messaging: Messaging, tmp_path: Path, unique: str) -> None:
