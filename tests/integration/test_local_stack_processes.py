@@ -150,12 +150,18 @@ def test_an_explicit_port_in_use_is_refused_before_anything_starts(tmp_path: Pat
 
 
 def test_a_process_that_dies_while_something_else_answers_is_not_ready(tmp_path: Path) -> None:
+    started: list[processes.Service] = []
+
     def another_server_answers() -> bool:
-        time.sleep(0.5)  # meanwhile our process dies (as one does whose port is taken)
+        # meanwhile our process dies (as one does whose port is taken): waited for, so a slow start cannot win
+        assert started[0].process is not None
+        started[0].process.wait(timeout=30)
         return True
 
     with pytest.raises(processes.StartError, match="exited with 4"):
-        processes.launch("dies", ["sh", "-c", "sleep 0.1; exit 4"], tmp_path, 0, another_server_answers)
+        processes.launch(
+            "dies", ["sh", "-c", "sleep 0.1; exit 4"], tmp_path, 0, another_server_answers, on_started=started.append
+        )
 
 
 def test_a_log_marker_of_an_earlier_run_does_not_count(tmp_path: Path) -> None:

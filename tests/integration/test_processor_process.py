@@ -175,6 +175,8 @@ def start_child(messaging: Messaging, tmp_path: Path) -> Iterator[Any]:
             "STREAMWRECK_TOPIC_ARN": messaging.topic_arn,
             "STREAMWRECK_SKIP_EVERY": "5",
             "STREAMWRECK_WORKER_ID": "protocol-test",
+            # the tests say when records are published (shutdown, shard end); no time flush on a slow machine
+            "STREAMWRECK_PUBLISH_FLUSH_SECONDS": "300",
             **env,
         }
         stderr_path = tmp_path / f"child-{len(children)}.log"
