@@ -14,6 +14,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +119,12 @@ def test_a_whole_check_survives_an_expired_iterator(
 ) -> None:
     kinesis = client(clocked, expire_on_call=2)  # after the first page: the caught-up read meets the expiry
     written = make_stream(kinesis, unique, 20)
-    ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
-    ledger.record(
-        [RecordId(unique, w.shard_id, w.sequence_number, 0) for w in written], uuid.uuid4().hex, int(time.time())
-    )
-    ledger.close()
+    with closing(
+        MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+    ) as ledger:
+        ledger.record(
+            [RecordId(unique, w.shard_id, w.sequence_number, 0) for w in written], uuid.uuid4().hex, int(time.time())
+        )
 
     check = Check(stream=unique, endpoint=api_server.url, grace=0, until=time.time() + 7200, kinesis=kinesis)
     document = check.run()

@@ -18,6 +18,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,9 @@ def scenario(
             kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE"
         ):
             time.sleep(0.05)
-        ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
-        started = ledger.health().started_at
+        servers = f"127.0.0.1:{memcached.port}"
+        with closing(MemcachedLedger.from_settings(load_settings(memcached_servers=servers))) as ledger:
+            started = ledger.health().started_at
         assert started is not None
         while time.time() < started.timestamp() + 2:  # records must arrive after the ledger's start second
             time.sleep(0.05)
@@ -95,9 +97,9 @@ def scenario(
         # shard 1: checkpointed at its 5th record; one lost before it, everything after it not reached yet
         skipped = {plain0[3], plain0[4], lost_sub, plain1[1]}
         processed = [w for w in s0 if w not in skipped] + [w for w in s1[:5] if w not in skipped]
-        ledger.record(_ids(stream, processed), "event-1", int(time.time()))
-        ledger.record(_ids(stream, [plain0[6]]), "event-2", int(time.time()))
-        ledger.close()
+        with closing(MemcachedLedger.from_settings(load_settings(memcached_servers=servers))) as ledger:
+            ledger.record(_ids(stream, processed), "event-1", int(time.time()))
+            ledger.record(_ids(stream, [plain0[6]]), "event-2", int(time.time()))
         app = f"{stream}-app"
         dynamodb = boto3.session.Session().client("dynamodb")
         dynamodb.create_table(

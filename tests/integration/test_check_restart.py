@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -109,15 +110,15 @@ def test_memcached_restarted_after_recording_is_unreliable_not_lost(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     api = stack.api
-    ledger = ledger_on(stack.memcached)
-    wait_past_start(ledger)
+    with closing(ledger_on(stack.memcached)) as ledger:
+        wait_past_start(ledger)
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=unique, ShardCount=2)
     while kinesis.describe_stream_summary(StreamName=unique)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
         time.sleep(0.05)
     written = produce(kinesis, unique, 40).records
-    record(ledger, unique, written[2:])
-    ledger.close()
+    with closing(ledger_on(stack.memcached)) as ledger:
+        record(ledger, unique, written[2:])
 
     code, document = check(api, unique, tmp_path, capsys)
     assert code == 1 and document["counts"]["lost"] == 2  # the ledger was intact: two records were really lost
@@ -146,11 +147,11 @@ def test_memcached_restarted_after_recording_is_unreliable_not_lost(
     assert {r["reason"] for r in document["records"]} == {"the ledger restarted after the record arrived"}
 
     # What arrives after the restart is judged by the new ledger: sound evidence again.
-    ledger = ledger_on(stack.memcached)
-    wait_past_start(ledger)
+    with closing(ledger_on(stack.memcached)) as ledger:
+        wait_past_start(ledger)
     fresh = produce(kinesis, unique, 6).records
-    record(ledger, unique, fresh[:4])
-    ledger.close()
+    with closing(ledger_on(stack.memcached)) as ledger:
+        record(ledger, unique, fresh[:4])
     code, document = check(api, unique, tmp_path, capsys)
     assert code == 1 and document["verdict"] == "gaps"
     lost = {(r["shard_id"], r["sequence_number"]) for r in document["records"] if r["status"] == "lost"}
@@ -174,15 +175,15 @@ def test_memcached_flushed_after_recording_is_unreliable_not_lost(
 ) -> None:
     from pymemcache.client.base import Client
 
-    ledger = ledger_on(stack.memcached)
-    wait_past_start(ledger)
+    with closing(ledger_on(stack.memcached)) as ledger:
+        wait_past_start(ledger)
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=unique, ShardCount=1)
     while kinesis.describe_stream_summary(StreamName=unique)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
         time.sleep(0.05)
     written = produce(kinesis, unique, 50).records
-    record(ledger, unique, written)
-    ledger.close()
+    with closing(ledger_on(stack.memcached)) as ledger:
+        record(ledger, unique, written)
     code, document = check(stack.api, unique, tmp_path, capsys)
     assert code == 0 and document["counts"]["processed"] == 50 and document["ledger"]["flushes"] == 0
 
