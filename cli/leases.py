@@ -251,32 +251,27 @@ def positions(leased: Mapping[str, Checkpoint], parents: Mapping[str, Sequence[s
         for parent in shard_parents:
             children.setdefault(parent, []).append(shard)
 
-    def descendant_leased(shard: str) -> bool:
-        stack, seen = list(children.get(shard, [])), set()
+    def lease_among(start: Iterable[str], next_of: Mapping[str, Sequence[str]]) -> bool:
+        """Whether a shard reached from ``start`` by following ``next_of`` (children or parents) is leased."""
+        stack, seen = list(start), set()
         while stack:
-            child = stack.pop()
-            if child in leased:
+            shard = stack.pop()
+            if shard in leased:
                 return True
-            if child not in seen:
-                seen.add(child)
-                stack.extend(children.get(child, []))
+            if shard not in seen:
+                seen.add(shard)
+                stack.extend(next_of.get(shard, ()))
         return False
+
+    def descendant_leased(shard: str) -> bool:
+        return lease_among(children.get(shard, ()), children)
 
     def relative_leased(shard: str) -> bool:
         """A lease on an ancestor (the consumer is working down to this shard) or on a sibling (a child of the
         same parent: the KCL leased the children of a finished parent, this one's lease is yet to come)."""
-        stack, seen = list(parents.get(shard, ())), set()
-        for parent in parents.get(shard, ()):
-            if any(sibling in leased for sibling in children.get(parent, []) if sibling != shard):
-                return True
-        while stack:
-            ancestor = stack.pop()
-            if ancestor in leased:
-                return True
-            if ancestor not in seen:
-                seen.add(ancestor)
-                stack.extend(parents.get(ancestor, ()))
-        return False
+        shard_parents = parents.get(shard, ())
+        siblings = (sibling for parent in shard_parents for sibling in children.get(parent, ()) if sibling != shard)
+        return any(sibling in leased for sibling in siblings) or lease_among(shard_parents, parents)
 
     result = {}
     for shard in parents:

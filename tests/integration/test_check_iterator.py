@@ -29,6 +29,7 @@ from services.core.records import RecordId
 from services.core.settings import load_settings
 from services.local import processes
 from services.local.processes import Service
+from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 CLOCK = """\
 'use strict';
@@ -95,8 +96,7 @@ def client(clock: Clock, expire_on_call: int) -> Any:
 
 def make_stream(kinesis: Any, name: str, count: int) -> list[Any]:
     kinesis.create_stream(StreamName=name, ShardCount=1)
-    while kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
-        time.sleep(0.05)
+    wait_stream_active(kinesis, name, STREAM_ACTIVE_TIMEOUT)
     return produce(kinesis, name, count).records
 
 

@@ -32,6 +32,7 @@ from services.core.ledger import MemcachedLedger
 from services.core.records import RecordId
 from services.core.settings import load_settings
 from services.local.processes import Service
+from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -72,10 +73,7 @@ def scenario(
         patch.setenv("AWS_ENDPOINT_URL_KINESIS", kinesis_local.url)
         kinesis = boto3.session.Session().client("kinesis")
         kinesis.create_stream(StreamName=stream, ShardCount=2)
-        while (
-            kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE"
-        ):
-            time.sleep(0.05)
+        wait_stream_active(kinesis, stream, STREAM_ACTIVE_TIMEOUT)
         servers = f"127.0.0.1:{memcached.port}"
         with closing(MemcachedLedger.from_settings(load_settings(memcached_servers=servers))) as ledger:
             started = ledger.health().started_at

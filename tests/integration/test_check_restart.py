@@ -25,6 +25,7 @@ from services.core.records import RecordId
 from services.core.settings import load_settings
 from services.local import processes
 from services.local.processes import Service
+from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 
 @dataclass
@@ -66,17 +67,20 @@ def ledger_on(node: Service) -> MemcachedLedger:
     return MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{node.port}"))
 
 
-def wait_past_start(ledger: MemcachedLedger) -> None:
+def wait_past_start(node: Service) -> None:
     """Until a record written now arrives more than a second after the node's (whole-second) start."""
-    started = ledger.health().started_at
+    with closing(ledger_on(node)) as ledger:
+        started = ledger.health().started_at
     assert started is not None
     while time.time() < started.timestamp() + 2:
         time.sleep(0.05)
 
 
-def record(ledger: MemcachedLedger, stream: str, records: Iterable[Written]) -> None:
+def record(node: Service, stream: str, records: Iterable[Written]) -> None:
+    """One processed event for ``records``, stored in the node's ledger."""
     ids = [RecordId(stream, r.shard_id, r.sequence_number, r.sub_sequence_number) for r in records]
-    ledger.record(ids, uuid.uuid4().hex, int(time.time()))
+    with closing(ledger_on(node)) as ledger:
+        ledger.record(ids, uuid.uuid4().hex, int(time.time()))
 
 
 def check(api: Service, stream: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
@@ -110,15 +114,12 @@ def test_memcached_restarted_after_recording_is_unreliable_not_lost(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     api = stack.api
-    with closing(ledger_on(stack.memcached)) as ledger:
-        wait_past_start(ledger)
+    wait_past_start(stack.memcached)
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=unique, ShardCount=2)
-    while kinesis.describe_stream_summary(StreamName=unique)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
-        time.sleep(0.05)
+    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
     written = produce(kinesis, unique, 40).records
-    with closing(ledger_on(stack.memcached)) as ledger:
-        record(ledger, unique, written[2:])
+    record(stack.memcached, unique, written[2:])
 
     code, document = check(api, unique, tmp_path, capsys)
     assert code == 1 and document["counts"]["lost"] == 2  # the ledger was intact: two records were really lost
@@ -147,11 +148,9 @@ def test_memcached_restarted_after_recording_is_unreliable_not_lost(
     assert {r["reason"] for r in document["records"]} == {"the ledger restarted after the record arrived"}
 
     # What arrives after the restart is judged by the new ledger: sound evidence again.
-    with closing(ledger_on(stack.memcached)) as ledger:
-        wait_past_start(ledger)
+    wait_past_start(stack.memcached)
     fresh = produce(kinesis, unique, 6).records
-    with closing(ledger_on(stack.memcached)) as ledger:
-        record(ledger, unique, fresh[:4])
+    record(stack.memcached, unique, fresh[:4])
     code, document = check(api, unique, tmp_path, capsys)
     assert code == 1 and document["verdict"] == "gaps"
     lost = {(r["shard_id"], r["sequence_number"]) for r in document["records"] if r["status"] == "lost"}
@@ -175,15 +174,12 @@ def test_memcached_flushed_after_recording_is_unreliable_not_lost(
 ) -> None:
     from pymemcache.client.base import Client
 
-    with closing(ledger_on(stack.memcached)) as ledger:
-        wait_past_start(ledger)
+    wait_past_start(stack.memcached)
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=unique, ShardCount=1)
-    while kinesis.describe_stream_summary(StreamName=unique)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
-        time.sleep(0.05)
+    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
     written = produce(kinesis, unique, 50).records
-    with closing(ledger_on(stack.memcached)) as ledger:
-        record(ledger, unique, written)
+    record(stack.memcached, unique, written)
     code, document = check(stack.api, unique, tmp_path, capsys)
     assert code == 0 and document["counts"]["processed"] == 50 and document["ledger"]["flushes"] == 0
 

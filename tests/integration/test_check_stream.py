@@ -31,6 +31,7 @@ from services.core.records import RecordId
 from services.core.settings import load_settings
 from services.local import processes
 from services.local.processes import Service
+from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 HALF = 2**127
@@ -57,14 +58,7 @@ def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
 
 def create_stream(kinesis: Any, name: str, shards: int) -> None:
     kinesis.create_stream(StreamName=name, ShardCount=shards)
-    wait_active(kinesis, name)
-
-
-def wait_active(kinesis: Any, name: str) -> None:
-    deadline = time.monotonic() + 30
-    while kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
-        assert time.monotonic() < deadline, f"{name} did not become ACTIVE"
-        time.sleep(0.05)
+    wait_stream_active(kinesis, name, STREAM_ACTIVE_TIMEOUT)
 
 
 def ids(stream: str, records: Iterable[Written]) -> list[RecordId]:
@@ -158,12 +152,12 @@ def test_split_and_merge_parents_are_read_before_children(
     create_stream(kinesis, unique, 2)
     written = produce(kinesis, unique, 60).records
     kinesis.split_shard(StreamName=unique, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(HALF // 2))
-    wait_active(kinesis, unique)
+    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
     written += produce(kinesis, unique, 60).records  # into 2 (low half of 0), 3 (high half of 0) and 1
     kinesis.merge_shards(
         StreamName=unique, ShardToMerge="shardId-000000000003", AdjacentShardToMerge="shardId-000000000001"
     )
-    wait_active(kinesis, unique)
+    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
     written += produce(kinesis, unique, 60).records  # into 2 and 4
     shards = {r.shard_id for r in written}
     assert shards == {f"shardId-00000000000{n}" for n in range(5)}
@@ -380,7 +374,7 @@ def test_a_child_shard_not_leased_yet_is_in_flight_while_its_parent_is_being_rea
     create_stream(kinesis, unique, 1)
     before = produce(kinesis, unique, 20).records
     kinesis.split_shard(StreamName=unique, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(HALF))
-    wait_active(kinesis, unique)
+    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
     after = produce(kinesis, unique, 20).records
     assert {r.shard_id for r in after} == {"shardId-000000000001", "shardId-000000000002"}
     dynamodb = boto3.client("dynamodb")
