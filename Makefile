@@ -48,9 +48,10 @@ $(VENV)/.done: pyproject.toml $(JARS)/.done
 
 venv: $(VENV)/.done ## the virtual environment in .venv with every extra
 
-lint: venv ## ruff and mypy
+lint: venv ## ruff and mypy (mypy reads the streamwreck package laid out by scripts/typecheck_tree.py)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(PY) scripts/typecheck_tree.py build/typecheck
 	$(BIN)/mypy
 
 test: setup test-deps lint ## the whole suite: lint, unit, integration (real memcached, emulators, KCL daemon), end to end

@@ -1,6 +1,6 @@
 """How fast `streamwreck check` reads a stream, against a bare boto3 read of the same stream in the same run.
 
-Everything runs on 127.0.0.1 and is started and stopped here (services.local.processes): kinesis-local, memcached
+Everything runs on 127.0.0.1 and is started and stopped here (streamwreck.local.processes): kinesis-local, memcached
 and a real `streamwreck api`. One stream is written once (every record also recorded in the ledger, so the check
 does its full work: read, de-aggregate, reconcile every record, classify, build the report), then read alternately
 four ways, interleaved, ROUNDS times each after a warm-up: a bare boto3 read with the checker's stopping rule (an empty
@@ -36,14 +36,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from cli.aws import kinesis_client  # noqa: E402
-from cli.checker import DEFAULT_CONCURRENCY, Check  # noqa: E402
-from cli.produce import produce  # noqa: E402
-from services.core.ledger import MemcachedLedger  # noqa: E402
-from services.core.records import RecordId  # noqa: E402
-from services.core.settings import load_settings  # noqa: E402
-from services.local import processes  # noqa: E402
-from services.local.processes import Service  # noqa: E402
+from streamwreck.cli.checker import DEFAULT_CONCURRENCY, Check  # noqa: E402
+from streamwreck.cli.produce import produce  # noqa: E402
+from streamwreck.core.aws import kinesis_client  # noqa: E402
+from streamwreck.core.ledger import MemcachedLedger  # noqa: E402
+from streamwreck.core.records import RecordId  # noqa: E402
+from streamwreck.core.settings import load_settings  # noqa: E402
+from streamwreck.local import processes  # noqa: E402
+from streamwreck.local.processes import Service  # noqa: E402
 
 GOAL = 0.85
 

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import httpx
 from pymemcache.client.base import Client
-
-from services.core.ledger import MemcachedLedger
-from services.core.records import RecordId, ledger_key
-from services.core.settings import load_settings
-from services.local import processes
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.records import RecordId, ledger_key
+from streamwreck.core.settings import load_settings
+from streamwreck.local import processes
 
 STREAM = "orders-benchmark"
 SHARDS = [f"shardId-{i:012d}" for i in range(4)]

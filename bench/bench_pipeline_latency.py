@@ -27,8 +27,8 @@ import threading
 import time
 from pathlib import Path
 
-from services.core.records import RecordId
-from services.local import progress, stack
+from streamwreck.core.records import RecordId
+from streamwreck.local import progress, stack
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cli.aws import require
-from services.core.errors import ConfigError, StreamwreckError
+from streamwreck.core.aws import require
+from streamwreck.core.errors import ConfigError, StreamwreckError
 
 require("httpx", "rich", "aws_kinesis_agg")  # the `cli` extra: imported where used, so that --help stays fast
 
@@ -225,17 +225,17 @@ def run(args: argparse.Namespace) -> int:
     _write_report(document, args.format, args.output)
     lost = check.lost_records()
     if args.export:
-        from cli.remediation import export
+        from streamwreck.checker.remediation import export
 
         export(args.export, stream, lost)
         _say(args.quiet, f"exported {len(lost):,} lost records to {args.export}")
     if args.redrive_to and lost:
-        from cli.remediation import redrive
+        from streamwreck.checker.remediation import redrive
 
         redrive(check.kinesis, args.redrive_to, lost)
         _say(args.quiet, f"redrove {len(lost):,} lost records to {args.redrive_to}")
     if args.output or args.format != "table":
-        from cli.report import headline
+        from streamwreck.checker.report import headline
 
         _say(args.quiet, headline(document))
     code: int = document["exit_code"]
@@ -248,7 +248,7 @@ def _say(quiet: bool, line: str) -> None:
 
 
 def _write_report(document: dict[str, Any], fmt: str, output: Path | None) -> None:
-    from cli.report import render
+    from streamwreck.checker.report import render
 
     if output is None:
         tty = sys.stdout.isatty()
@@ -291,7 +291,7 @@ class Check:
         quiet: bool = True,
         kinesis: Any = None,
     ) -> None:
-        from cli.aws import kinesis_client
+        from streamwreck.core.aws import kinesis_client
 
         self.stream = stream
         self.endpoint = endpoint
@@ -310,18 +310,27 @@ class Check:
         self.tally: Any = None
 
     def run(self) -> dict[str, Any]:
-        from cli import leases, progress, report
-        from cli.reading import ReadStats, Shard, ShardReader, in_read_order, list_shards, read_all, select
-        from cli.reconciling import Answer, Pipeline, ReconcileApi
-        from cli.tally import Tally, key_of
-        from cli.verdict import judge
+        from streamwreck.checker import leases, report
+        from streamwreck.checker.reading import (
+            ReadStats,
+            Shard,
+            ShardReader,
+            in_read_order,
+            list_shards,
+            read_all,
+            select,
+        )
+        from streamwreck.checker.reconciling import Answer, Pipeline, ReconcileApi
+        from streamwreck.checker.tally import Tally, key_of
+        from streamwreck.checker.verdict import judge
+        from streamwreck.cli import progress
 
         started = time.time()
         until = self.until if self.until is not None else started
         items = None
         evidence_at = started  # when the evidence that makes a record lost was taken: the second look settles after it
         if self.kcl_app:
-            from cli.aws import dynamodb_client
+            from streamwreck.core.aws import dynamodb_client
 
             # The leases before the shards: every shard a lease names existed before the listing, so the listing
             # has it (a split between the two would otherwise look like a lease on a shard the stream lacks).

@@ -11,11 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from services.core.errors import StreamwreckError
+from streamwreck.core.errors import StreamwreckError
 
 if TYPE_CHECKING:
-    from cli.verdict import Checkpoint
-    from services.core.records import RecordId
+    from streamwreck.checker.verdict import Checkpoint
+    from streamwreck.core.records import RecordId
 
 DESCRIPTION = """\
 Run the whole pipeline on this machine, each part a background process on 127.0.0.1 with its log in one folder:
@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def _stream_name(value: str) -> str:
-    from services.local.resources import MAX_STREAM_NAME
+    from streamwreck.local.resources import MAX_STREAM_NAME
 
     if not value or len(value) > MAX_STREAM_NAME or not all(c.isascii() and (c.isalnum() or c in "-_") for c in value):
         raise argparse.ArgumentTypeError(
@@ -140,7 +140,7 @@ def _say(message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.local import stack
+    from streamwreck.local import stack
 
     if args.action == "up":
         return _up(args)
@@ -157,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    from services.local import stack
+    from streamwreck.local import stack
 
     options = stack.Options(
         dir=args.dir,
@@ -182,7 +182,7 @@ def _up(args: argparse.Namespace) -> int:
 
 
 def _describe_up(state: object, seconds: float, directory: Path) -> str:
-    from services.local.stack import StackState
+    from streamwreck.local.stack import StackState
 
     assert isinstance(state, StackState)
     flag = "" if directory == Path(".streamwreck") else f" --dir {directory}"
@@ -208,7 +208,7 @@ def _describe_up(state: object, seconds: float, directory: Path) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from services.local import stack
+    from streamwreck.local import stack
 
     try:
         state = stack.status(args.dir)
@@ -241,10 +241,9 @@ def _status(args: argparse.Namespace) -> int:
 
 def _wait(args: argparse.Namespace) -> int:
     import httpx
-
-    from cli.aws import translate
-    from cli.leases import checkpoints, read_leases
-    from services.local import progress, stack
+    from streamwreck.checker.leases import checkpoints, read_leases
+    from streamwreck.core.aws import translate
+    from streamwreck.local import progress, stack
 
     state = stack.status(args.dir)
     kinesis, _, _, dynamodb = stack.clients(state)
@@ -288,7 +287,7 @@ def _wait(args: argparse.Namespace) -> int:
 
 def _checkpointed(positions: Mapping[str, Checkpoint], last: RecordId) -> bool:
     """The consumer's checkpoint on ``last``'s shard is at or past it, or the shard is finished."""
-    from cli.verdict import LeasePosition
+    from streamwreck.checker.verdict import LeasePosition
 
     position = positions[last.shard_id]
     if position.position in (LeasePosition.SHARD_END, LeasePosition.DONE):

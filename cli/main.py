@@ -10,7 +10,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
-from services.core.errors import ConfigError, StreamwreckError
+from streamwreck.core.errors import ConfigError, StreamwreckError
 
 DESCRIPTION = """\
 streamwreck proves that every record written to a Kinesis data stream was processed by its consumer, and names
@@ -30,16 +30,20 @@ examples:
 
 # name -> (module with add_arguments(parser, name) and run(args) -> int, the extra it needs, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "check": ("cli.checker", "cli", "read every shard and report which records were not processed"),
-    "produce": ("cli.produce", "cli", "write test records to a stream (optionally KPL-aggregated)"),
-    "local": ("cli.local", "local", "start, inspect or stop the embedded local stack (no Docker, no AWS account)"),
-    "api": ("cli.services", "api", "run the reconcile API (FastAPI + uvicorn)"),
+    "check": ("streamwreck.cli.checker", "cli", "read every shard and report which records were not processed"),
+    "produce": ("streamwreck.cli.produce", "cli", "write test records to a stream (optionally KPL-aggregated)"),
+    "local": (
+        "streamwreck.cli.local",
+        "local",
+        "start, inspect or stop the embedded local stack (no Docker, no AWS account)",
+    ),
+    "api": ("streamwreck.cli.services", "api", "run the reconcile API (FastAPI + uvicorn)"),
     "recorder": (
-        "cli.services",
+        "streamwreck.cli.services",
         "recorder",
         "run the recorder: processed events from SQS -> ledger entries in memcached",
     ),
-    "processor": ("services.processor.kcl_app", "processor", "run the KCL consumer under the MultiLangDaemon"),
+    "processor": ("streamwreck.processor.kcl_app", "processor", "run the KCL consumer under the MultiLangDaemon"),
 }
 
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cli.aws import require
-from services.core.errors import ConfigError
+from streamwreck.core.aws import require
+from streamwreck.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -109,7 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cli.aws import kinesis_client
+    from streamwreck.core.aws import kinesis_client
 
     if args.size > 1024 * 1024 - 256:
         raise ConfigError("--size: a Kinesis record holds at most 1 MiB")
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
 
 def create_stream(kinesis: KinesisClient, stream: str, shards: int, timeout: float = 60.0) -> None:
     """Create the stream (an existing one is fine) and wait until it is ACTIVE."""
-    from cli.aws import error_code, translate
+    from streamwreck.core.aws import error_code, translate
 
     try:
         kinesis.create_stream(StreamName=stream, ShardCount=shards)
@@ -175,10 +175,10 @@ def produce(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Produced:
     """Write ``count`` records (or the given (partition key, data) pairs); returns each with its shard and numbers."""
-    from cli.aggregation import aggregate as pack
-    from cli.aggregation import hash_key
-    from cli.reading import list_shards
-    from cli.remediation import batches, put_all
+    from streamwreck.checker.aggregation import aggregate as pack
+    from streamwreck.checker.aggregation import hash_key
+    from streamwreck.checker.reading import list_shards
+    from streamwreck.checker.remediation import batches, put_all
 
     run = run or uuid.uuid4().hex[:8]
     users = list(records) if records is not None else payloads(count, run, size)

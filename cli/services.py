@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from services.core import logs
-from services.core.settings import Settings, load_settings
+from streamwreck.core import logs
+from streamwreck.core.settings import ApiSettings, RecorderSettings, load_settings
 
 _DESCRIPTIONS = {
     "api": """\
@@ -41,15 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    overrides = {}
     if args.command == "api":
+        from streamwreck.api.app import serve as serve_api
+
         overrides = {key: value for key, value in (("api_host", args.host), ("api_port", args.port)) if value}
-    settings: Settings = load_settings(**overrides)
-    logs.configure(settings.log_level)
-    if args.command == "api":
-        from services.api.app import serve as serve_api
+        api = load_settings(ApiSettings, **overrides)
+        logs.configure(api.log_level)
+        return serve_api(api)
+    from streamwreck.recorder.worker import serve as serve_recorder
 
-        return serve_api(settings)
-    from services.recorder.worker import serve as serve_recorder
-
-    return serve_recorder(settings)
+    recorder = load_settings(RecorderSettings)
+    logs.configure(recorder.log_level)
+    return serve_recorder(recorder)

@@ -163,7 +163,7 @@ OWNED = ("services/api", "services/recorder", "services/processor", "services/lo
 
 def settings_fields() -> tuple[set[str], dict[str, set[str]]]:
     """The Settings fields, and for each property of Settings the fields it reads."""
-    from services.core.settings import Settings
+    from streamwreck.core.settings import Settings
 
     fields = set(Settings.model_fields)
     tree = ast.parse((ROOT / "services" / "core" / "settings.py").read_text())

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from streamwreck.core.errors import DeployError
+
 ROOT = Path(__file__).resolve().parent.parent
 CFN = ROOT / "cfn"
 STACKS = ("network", "ledger", "messaging", "registry", "services")
@@ -40,10 +42,6 @@ IMAGES = {
     "recorder": ("services/recorder/Dockerfile", None),
 }
 KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
-
-
-class DeployError(Exception):
-    """A stack or an image step failed; the message says which and why."""
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ set +e
 check_code=$?
 set -e
 if [ -s "$DEMO_DIR/report.json" ]; then
-  "$PY" -m services.local.demo --report "$DEMO_DIR/report.json" --html "$REPORT"
+  "$PY" -m streamwreck.local.demo --report "$DEMO_DIR/report.json" --html "$REPORT"
 fi
 if [ "$check_code" != 1 ]; then
   echo "demo: expected the checker to report lost records (exit 1), it exited $check_code" >&2
@@ -77,4 +77,4 @@ if [ "$check_code" != 1 ]; then
 fi
 
 step "5/5 are the lost records exactly the ones the demo rule skipped?"
-"$PY" -m services.local.demo --dir "$DEMO_DIR" --report "$DEMO_DIR/report.json"
+"$PY" -m streamwreck.local.demo --dir "$DEMO_DIR" --report "$DEMO_DIR/report.json"

@@ -14,9 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from services.local import processes
-from services.local.processes import Service
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
 
 REGION = "us-east-1"
 

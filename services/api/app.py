@@ -13,12 +13,11 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from services.api.reconcile import ReconcileRequest, RequestProblem
-from services.api.routes import router
-from services.core.errors import RejectedInputError, TransientError
-from services.core.ledger import Ledger, MemcachedLedger
-from services.core.settings import Settings
+from streamwreck.api.reconcile import ReconcileRequest, RequestProblem
+from streamwreck.api.routes import router
+from streamwreck.core.errors import RejectedInputError, TransientError
+from streamwreck.core.ledger import Ledger, MemcachedLedger
+from streamwreck.core.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +33,7 @@ only when `ledger` shows no evictions, a start before the record was written, an
 """
 
 
-def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
+def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.ledger = ledger or MemcachedLedger.from_settings(settings)
@@ -102,7 +101,7 @@ def create_app(settings: Settings, ledger: Ledger | None = None) -> FastAPI:
     return app
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: ApiSettings) -> int:
     """``streamwreck api``: run the API under uvicorn until SIGTERM/SIGINT."""
     import uvicorn
 

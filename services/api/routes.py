@@ -10,8 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-
-from services.api.reconcile import (
+from streamwreck.api.reconcile import (
     EXAMPLE_SEQUENCE,
     Problem,
     ReconcileResponse,
@@ -19,12 +18,12 @@ from services.api.reconcile import (
     parse_request,
     reconcile,
 )
-from services.core.ledger import Ledger
-from services.core.settings import Settings
+from streamwreck.core.ledger import Ledger
+from streamwreck.core.settings import ApiSettings
 
 
-def get_settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
+def get_settings(request: Request) -> ApiSettings:
+    settings: ApiSettings = request.app.state.settings
     return settings
 
 
@@ -33,7 +32,7 @@ def get_ledger(request: Request) -> Ledger:
     return ledger
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
 LedgerDep = Annotated[Ledger, Depends(get_ledger)]
 
 

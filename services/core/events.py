@@ -19,9 +19,8 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
-
-from services.core.errors import RejectedInputError
-from services.core.records import (
+from streamwreck.core.errors import RejectedInputError
+from streamwreck.core.records import (
     MAX_SUB_SEQUENCE,
     RecordId,
     SequenceNumber,

@@ -24,10 +24,9 @@ from typing import Protocol
 
 from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError
-
-from services.core.errors import LedgerUnavailableError
-from services.core.records import RecordId, ledger_key
-from services.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, Settings
+from streamwreck.core.errors import LedgerUnavailableError
+from streamwreck.core.records import RecordId, ledger_key
+from streamwreck.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, LedgerSettings
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +166,7 @@ class MemcachedLedger:
         self._clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> MemcachedLedger:
+    def from_settings(cls, settings: LedgerSettings) -> MemcachedLedger:
         timeout = settings.memcached_timeout_seconds
         clients = {
             f"{host}:{port}": PooledClient(

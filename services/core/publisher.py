@@ -3,7 +3,7 @@
 Any Python consumer can report what it processed::
 
     import boto3
-    from services.core.publisher import EventPublisher
+    from streamwreck.core.publisher import EventPublisher
 
     publisher = EventPublisher(boto3.client("sns"), topic_arn)
     publisher.publish("orders", shard_id, [(record.sequence_number, record.sub_sequence_number), ...])
@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-
-from services.core.errors import PublishError, RejectedInputError
-from services.core.events import Pair, batch_requests, chunk_events
+from streamwreck.core.errors import PublishError, RejectedInputError
+from streamwreck.core.events import Pair, batch_requests, chunk_events
 
 logger = logging.getLogger(__name__)
 

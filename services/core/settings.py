@@ -1,4 +1,6 @@
-"""One settings object, read from ``STREAMWRECK_*`` environment variables and built once by each entry point.
+"""Settings per deployable over one shared base, read from ``STREAMWRECK_*`` environment variables and built once by
+each entry point (:func:`load_settings`). Each class's required fields have no default, so a missing variable stops
+that part at start-up with one line naming it. This module is the only reader of the process environment.
 
 The AWS endpoints are not settings of ours: boto3 reads ``AWS_ENDPOINT_URL`` (and per-service variables such as
 ``AWS_ENDPOINT_URL_KINESIS``), so production and tests run the same code.
@@ -6,30 +8,44 @@ The AWS endpoints are not settings of ours: boto3 reads ``AWS_ENDPOINT_URL`` (an
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from streamwreck.core.errors import ConfigError
 
-from services.core.errors import ConfigError
+S = TypeVar("S", bound="CommonSettings")
 
 ENV_PREFIX = "STREAMWRECK_"
 # memcached reads an expiry above 30 days as an absolute Unix time; the ledger converts longer TTLs itself.
 MEMCACHED_RELATIVE_EXPIRY_LIMIT = 30 * 24 * 3600
 MAX_STREAM_RETENTION_SECONDS = 8760 * 3600  # Kinesis' longest retention: 365 days
+DEFAULT_API_URL = "http://127.0.0.1:8000"
 
 
-class Settings(BaseSettings):
-    """Every setting of every streamwreck part; each part checks the ones it needs with :meth:`require`."""
+class CommonSettings(BaseSettings):
+    """What every part reads; the base of each deployable's settings."""
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    # ledger (api, recorder)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Logs are JSON lines on stderr; DEBUG adds the traceback of an internal error."
+    )
+
+
+class AwsSettings(CommonSettings):
+    region: str | None = Field(None, description="AWS region; AWS_REGION / AWS_DEFAULT_REGION if unset.")
+
+
+class LedgerSettings(CommonSettings):
+    """The memcached ledger, shared by the API and the recorder (they must agree on every field)."""
+
     memcached_servers: str = Field(
         "127.0.0.1:11211",
         description="Comma-separated host:port list of memcached nodes; keys are spread by client-side hashing.",
     )
-    memcached_timeout_seconds: float = Field(2.0, gt=0, le=60)
+    memcached_timeout_seconds: float = Field(2.0, gt=0, le=60, description="Connect and read timeout per call.")
     ledger_ttl_seconds: int = Field(
         7 * 24 * 3600,
         ge=60,
@@ -37,27 +53,43 @@ class Settings(BaseSettings):
         description="How long a ledger entry lives: at least the stream's retention period.",
     )
 
-    # events
-    topic_arn: str | None = Field(None, description="SNS topic that processed events are published to.")
-    queue_url: str | None = Field(None, description="SQS queue (subscribed to the topic) that the recorder reads.")
+    @field_validator("memcached_servers")
+    @classmethod
+    def _servers_parse(cls, value: str) -> str:
+        parse_servers(value)
+        return value
+
+    @property
+    def servers(self) -> list[tuple[str, int]]:
+        return parse_servers(self.memcached_servers)
+
+
+class ApiSettings(LedgerSettings):
+    """``streamwreck api``: the reconcile API."""
+
+    api_host: str = Field("127.0.0.1", description="Address the API listens on.")
+    api_port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    max_records_per_request: int = Field(10_000, ge=1, le=1_000_000, description="413 above it.")
+    api_key: str | None = Field(None, description="If set, clients must send it as the X-Api-Key header.")
+
+
+class RecorderSettings(LedgerSettings, AwsSettings):
+    """``streamwreck recorder``: processed events from SQS into the ledger."""
+
+    queue_url: str = Field(min_length=1, description="SQS queue (subscribed to the topic) that the recorder reads.")
+    recorder_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait.")
+    recorder_visibility_timeout: int = Field(60, ge=0, le=43_200, description="Seconds a message stays invisible.")
+
+
+class ProcessorSettings(AwsSettings):
+    """``streamwreck processor``: the KCL consumer (the daemon's launcher and its record processors)."""
+
+    stream_name: str = Field(min_length=1, description="The stream the consumer reads.")
+    application_name: str = Field(min_length=1, description="KCL application name; also the lease table's name.")
+    topic_arn: str = Field(min_length=1, description="SNS topic that processed events are published to.")
     worker_id: str | None = Field(
         None, max_length=256, description="Names this worker in processed events; hostname:pid if unset."
     )
-
-    # api
-    api_host: str = "127.0.0.1"
-    api_port: int = Field(8000, ge=1, le=65535)
-    max_records_per_request: int = Field(10_000, ge=1, le=1_000_000)
-    api_key: str | None = Field(None, description="If set, clients must send it as the X-Api-Key header.")
-
-    # recorder
-    recorder_wait_seconds: int = Field(20, ge=0, le=20)
-    recorder_visibility_timeout: int = Field(60, ge=0, le=43_200)
-
-    # processor
-    stream_name: str | None = None
-    application_name: str | None = Field(None, description="KCL application name; also the lease table's name.")
-    region: str | None = Field(None, description="AWS region; AWS_REGION / AWS_DEFAULT_REGION if unset.")
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     retrieval_mode: Literal["POLLING", "FANOUT"] = "POLLING"
     metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = "NONE"
@@ -66,31 +98,47 @@ class Settings(BaseSettings):
     kcl_jars_dir: str | None = Field(None, description="Folder of the KCL MultiLangDaemon jars.")
     local_profile: bool = Field(
         False,
-        description="Processor: emulator-friendly KCL settings (no worker metrics, no EC2 metadata, fast lease and "
-        "shard sync). Set by `streamwreck local up`, the tests and docker-compose; never in AWS.",
+        description="Emulator-friendly KCL settings (no worker metrics, no EC2 metadata, fast lease and shard "
+        "sync). Set by `streamwreck local up`, the tests and docker-compose; never in AWS.",
     )
-    publish_flush_records: int = Field(4000, ge=1, description="Processor: publish once this many records are pending.")
-    publish_flush_seconds: float = Field(2.0, ge=0, le=300, description="Processor: publish records pending this long.")
-    publish_attempts: int = Field(8, ge=1, le=20, description="Processor: SNS attempts before exiting non-zero.")
+    publish_flush_records: int = Field(4000, ge=1, description="Publish once this many records are pending.")
+    publish_flush_seconds: float = Field(2.0, ge=0, le=300, description="Publish records pending this long.")
+    publish_attempts: int = Field(8, ge=1, le=20, description="SNS attempts before exiting non-zero.")
 
-    # logging
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    @field_validator("memcached_servers")
-    @classmethod
-    def _servers_parse(cls, value: str) -> str:
-        parse_servers(value)
-        return value
+class CheckerSettings(CommonSettings):
+    """``streamwreck check`` (and ``watch``): what its arguments default to."""
 
-    def require(self, *names: str) -> None:
-        """Raise ConfigError naming the first of ``names`` that is unset."""
-        for name in names:
-            if getattr(self, name) in (None, ""):
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()} is required but not set")
+    api_url: str = Field(DEFAULT_API_URL, min_length=1, description="The reconcile API the checker asks.")
+    api_key: str | None = Field(None, description="Sent as X-Api-Key, if the API wants one.")
+    stream_name: str | None = Field(None, description="The stream to check, if --stream is not given.")
 
-    @property
-    def servers(self) -> list[tuple[str, int]]:
-        return parse_servers(self.memcached_servers)
+
+class LocalSettings(CommonSettings):
+    """``streamwreck local``: where the embedded stack finds what ``make setup`` installed."""
+
+    kinesis_local: str | None = Field(None, description="kinesis-local's main.js, if not under ./node_modules.")
+    kcl_jars_dir: str | None = Field(None, description="Folder of the KCL MultiLangDaemon jars.")
+
+
+# Each deployable's settings, by the name of its `streamwreck` command: deploy/ wires exactly these variables.
+SETTINGS_OF: dict[str, type[CommonSettings]] = {
+    "api": ApiSettings,
+    "recorder": RecorderSettings,
+    "processor": ProcessorSettings,
+    "checker": CheckerSettings,
+    "local": LocalSettings,
+}
+
+
+def variable(field: str) -> str:
+    """The environment variable of a settings field: ``queue_url`` -> ``STREAMWRECK_QUEUE_URL``."""
+    return ENV_PREFIX + field.upper()
+
+
+def environment() -> dict[str, str]:
+    """A copy of this process' environment, for the environment of a child process (nothing else reads it)."""
+    return dict(os.environ)
 
 
 def parse_servers(value: str) -> list[tuple[str, int]]:
@@ -103,12 +151,15 @@ def parse_servers(value: str) -> list[tuple[str, int]]:
     return servers
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build the settings from the environment; an invalid value becomes one ConfigError line naming it."""
+def load_settings(kind: type[S], **overrides: object) -> S:
+    """Build ``kind`` from the environment (``overrides`` win); a missing or invalid value becomes one ConfigError
+    line naming its variable."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        return kind(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         first = exc.errors()[0]
-        name = ENV_PREFIX + "_".join(str(part) for part in first["loc"]).upper()
+        name = variable("_".join(str(part) for part in first["loc"]))
+        if first["type"] == "missing":
+            raise ConfigError(f"{name} is required but not set") from None
         message = first["msg"].removeprefix("Value error, ")
         raise ConfigError(f"{name}: {message}") from None

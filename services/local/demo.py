@@ -1,8 +1,8 @@
 """The demo's own verdict on the checker's verdict: are the records it names as lost exactly the ones the demo rule
 skipped? Run by ``scripts/demo.sh`` after ``streamwreck check --format json``:
 
-    python -m services.local.demo --report report.json --html report.html    # the HTML report, from the JSON one
-    python -m services.local.demo --report report.json --dir .streamwreck/demo
+    python -m streamwreck.local.demo --report report.json --html report.html    # the HTML report, from the JSON one
+    python -m streamwreck.local.demo --report report.json --dir .streamwreck/demo
 
 With ``--dir`` it reads the stream itself (every user record, aggregates unpacked), applies the rule (sequence number
 divisible by the stack's --skip-every) and compares with the ``lost`` records of the checker's JSON report. Exit 0 if
@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from services.core.records import RecordId
+from streamwreck.core.records import RecordId
 
 
 def records_in_report(report: Mapping[str, Any], stream: str, status: str) -> set[RecordId]:
@@ -44,14 +44,14 @@ def compare(expected: Iterable[RecordId], reported: Iterable[RecordId]) -> tuple
 
 def write_html(report: Mapping[str, Any], path: Path) -> None:
     """The checker's HTML report of the document its JSON report holds."""
-    from cli.report import render
+    from streamwreck.checker.report import render
 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render(report, "html"), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m services.local.demo", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m streamwreck.local.demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--report", type=Path, required=True, help="the checker's JSON report")
     parser.add_argument("--dir", type=Path, help="the stack's folder: compare the lost records with the demo rule")
     parser.add_argument("--html", type=Path, metavar="FILE", help="write the checker's HTML report here")
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def judge(report: Mapping[str, Any], directory: Path) -> int:
-    from services.local import progress, stack
+    from streamwreck.local import progress, stack
 
     state = stack.status(directory)
     kinesis, *_ = stack.clients(state)

@@ -25,14 +25,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.core.errors import StreamwreckError
+from streamwreck.core.errors import StartError
 
 HOST = "127.0.0.1"
 HERE = Path(__file__).resolve().parent
-
-
-class StartError(StreamwreckError):
-    """A local service did not start; the message carries the tail of its log."""
 
 
 @dataclass

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from services.core.records import RecordId
+from streamwreck.core.records import RecordId
 
 API_BATCH = 10_000
 

@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from services.core.errors import StreamwreckError
-from services.local import processes, resources
-from services.local.processes import HOST, Service, StartError
+from streamwreck.core.errors import AlreadyUp, NotUp, StartError, StreamwreckError
+from streamwreck.local import processes, resources
+from streamwreck.local.processes import HOST, Service
 
 STATE_FILE = "stack.json"
 LOG_FOLDER = "logs"
@@ -43,14 +43,6 @@ LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "streamwreck-local", "AWS_SECRET_ACCES
 PART_ORDER = ("memcached", "moto", "kinesis-local", "recorder", "api", "processor")
 
 Say = Callable[[str], None]
-
-
-class AlreadyUp(StartError):
-    """A stack is already running in this folder."""
-
-
-class NotUp(StartError):
-    """There is no stack in this folder."""
 
 
 @dataclass
@@ -304,7 +296,7 @@ def missing_prerequisites() -> list[str]:
 
 def _streamwreck_argv(command: str) -> list[str]:
     script = Path(sys.executable).with_name("streamwreck")
-    return [str(script), command] if script.exists() else [sys.executable, "-m", "cli.main", command]
+    return [str(script), command] if script.exists() else [sys.executable, "-m", "streamwreck.cli.main", command]
 
 
 def _clean_env_argv(argv: list[str], env: Mapping[str, str]) -> list[str]:

@@ -1,7 +1,7 @@
 """The KCL consumer: ``streamwreck processor`` runs the real MultiLangDaemon (Java), which runs this module, once per
-shard lease, as its record processor (``python -m services.processor.kcl_app``, amazon-kclpy's v3 interface).
+shard lease, as its record processor (``python -m streamwreck.processor.kcl_app``, amazon-kclpy's v3 interface).
 
-The record processor is a thin adapter around :mod:`services.processor.processor` and the event publisher:
+The record processor is a thin adapter around :mod:`streamwreck.processor.processor` and the event publisher:
 
 - stdout is the daemon's protocol; every log line goes to stderr (and a stray ``print`` in a user's function is sent
   to stderr too).
@@ -36,12 +36,11 @@ from typing import Any, NoReturn, Protocol
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor as kcl_v3
-
-from services.core import logs
-from services.core.errors import ConfigError
-from services.core.events import Pair
-from services.core.settings import ENV_PREFIX, Settings, load_settings
-from services.processor.processor import (
+from streamwreck.core import logs
+from streamwreck.core.errors import ConfigError
+from streamwreck.core.events import Pair
+from streamwreck.core.settings import ENV_PREFIX, ProcessorSettings, load_settings
+from streamwreck.processor.processor import (
     Flush,
     ProcessFunction,
     Record,
@@ -50,7 +49,7 @@ from services.processor.processor import (
     run_batch,
     summarize_failures,
 )
-from services.processor.properties import (
+from streamwreck.processor.properties import (
     MAIN_CLASS,
     MULTILANG_JAR_GLOB,
     Endpoints,
@@ -62,7 +61,7 @@ from services.processor.properties import (
 )
 
 # Named, not __name__: the daemon runs this module as __main__.
-logger = logging.getLogger("services.processor.kcl_app")
+logger = logging.getLogger("streamwreck.processor.kcl_app")
 
 EXIT_UNPUBLISHED = 75  # EX_TEMPFAIL: events could not be published; restart from the last checkpoint
 EXIT_HALTED = 76  # the processing function raised a TransientError; restart from the last checkpoint
@@ -294,11 +293,10 @@ def to_record(shard_id: str, raw: Any) -> Record:
 # -- the record processor process (started by the daemon) -------------------------------------------------------------
 
 
-def make_publisher(settings: Settings) -> Publisher:
+def make_publisher(settings: ProcessorSettings) -> Publisher:
     import boto3
     from botocore.config import Config
-
-    from services.core.publisher import EventPublisher
+    from streamwreck.core.publisher import EventPublisher
 
     # The publisher retries with backoff itself; botocore adds one quick retry and bounded timeouts.
     config = Config(retries={"mode": "standard", "max_attempts": 2}, connect_timeout=3, read_timeout=15)
@@ -310,9 +308,8 @@ def make_publisher(settings: Settings) -> Publisher:
 def child_main() -> int:
     """Entry point of the record processor process; the daemon talks to it over stdin/stdout."""
     try:
-        settings = load_settings()
+        settings = load_settings(ProcessorSettings)
         logs.configure(settings.log_level)
-        settings.require("stream_name", "topic_arn")
         function = choose_function(settings.process_function, settings.skip_every)
     except ConfigError as exc:
         print(f"streamwreck record processor: configuration error: {exc}", file=sys.stderr)
@@ -418,7 +415,7 @@ class DaemonPlan:
 
 
 def plan_daemon(
-    settings: Settings,
+    settings: ProcessorSettings,
     env: Mapping[str, str],
     extra: Mapping[str, str],
     python: str = sys.executable,
@@ -428,7 +425,6 @@ def plan_daemon(
 
     ``cwd``: the folder the record processors import from first (the daemon's working directory); it must already be
     on ``sys.path`` here, so that a ``module:function`` that they can import is not rejected (and vice versa)."""
-    settings.require("stream_name", "application_name", "topic_arn")
     choose_function(settings.process_function, settings.skip_every)  # fail now, not in every record processor
     if any(char.isspace() for char in python):
         raise ConfigError(f"the daemon splits its executable at spaces; this Python's path has one: {python!r}")
@@ -437,7 +433,7 @@ def plan_daemon(
     endpoints = Endpoints.from_env(env)
     properties = build_properties(
         settings,
-        executable=f"{python} -m services.processor.kcl_app",
+        executable=f"{python} -m streamwreck.processor.kcl_app",
         region=region,
         worker_id=worker_id,
         endpoints=endpoints,
@@ -532,7 +528,7 @@ def run_daemon(argv: Sequence[str], env: Mapping[str, str]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name, None) is not None}
-    settings = load_settings(**overrides)
+    settings = load_settings(ProcessorSettings, **overrides)
     logs.configure(settings.log_level)
     extra = dict(parse_property(text) for text in args.property)
     # The record processors run as `python -m`, with the working directory first on their path; this command runs

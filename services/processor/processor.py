@@ -9,7 +9,7 @@
 
 The processing function takes a :class:`Record` and returns ``False`` to skip it; any other return value (``None``
 included) means processed. An exception marks that one record as failed (logged, not reported) and processing goes
-on, except :class:`~services.core.errors.TransientError`: that stops the shard at the record, so that it is retried
+on, except :class:`~streamwreck.core.errors.TransientError`: that stops the shard at the record, so that it is retried
 from the last checkpoint.
 """
 
@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.core.errors import ConfigError, TransientError
-from services.core.events import Pair
+from streamwreck.core.errors import ConfigError, TransientError
+from streamwreck.core.events import Pair
 
 # One PublishBatch request carries about 4,000 records of 56-digit sequence numbers (10 events of ~25 KB). Publish
 # when a request's worth is pending; at the tip of the shard (nothing more to read right now) as soon as 500 are, which

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from services.core.errors import ConfigError
-from services.core.settings import Settings
+from streamwreck.core.errors import ConfigError
+from streamwreck.core.settings import ProcessorSettings
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 MULTILANG_JAR_GLOB = "amazon-kinesis-client-multilang-*.jar"
@@ -48,7 +48,7 @@ class Endpoints:
         )
 
 
-def resolve_region(settings: Settings, env: Mapping[str, str]) -> str:
+def resolve_region(settings: ProcessorSettings, env: Mapping[str, str]) -> str:
     region = settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region:
         raise ConfigError("no AWS region: set STREAMWRECK_REGION (or AWS_REGION / AWS_DEFAULT_REGION)")
@@ -56,7 +56,7 @@ def resolve_region(settings: Settings, env: Mapping[str, str]) -> str:
 
 
 def build_properties(
-    settings: Settings,
+    settings: ProcessorSettings,
     *,
     executable: str,
     region: str,

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-
-from services.core.errors import LedgerUnavailableError, RejectedInputError
-from services.core.events import ProcessedEvent, parse_body
-from services.core.ledger import Ledger
-from services.core.settings import Settings
+from streamwreck.core.errors import LedgerUnavailableError, RejectedInputError
+from streamwreck.core.events import ProcessedEvent, parse_body
+from streamwreck.core.ledger import Ledger
+from streamwreck.core.settings import RecorderSettings
 
 logger = logging.getLogger(__name__)
 
@@ -157,15 +156,13 @@ class Recorder:
         return len(response.get("Successful", []))
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: RecorderSettings) -> int:
     """``streamwreck recorder``: run until SIGTERM/SIGINT, finishing the batch in hand; exit 0."""
     import signal
 
     import boto3
+    from streamwreck.core.ledger import MemcachedLedger
 
-    from services.core.ledger import MemcachedLedger
-
-    settings.require("queue_url")
     assert settings.queue_url is not None
     ledger = MemcachedLedger.from_settings(settings)
     recorder = Recorder(

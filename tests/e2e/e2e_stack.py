@@ -17,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from services.core.records import RecordId
-from services.local import processes, stack
+from streamwreck.core.records import RecordId
+from streamwreck.local import processes, stack
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 # Budgets, inside the e2e modules' per-test timeout (conftest.py: E2E_TIMEOUT, which covers the first test's fixture,

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, start_stack, statuses, write_across_a_split
-
-from services.core.records import RecordId
-from services.local import progress, stack
+from streamwreck.core.records import RecordId
+from streamwreck.local import progress, stack
 
 SKIP_EVERY = 5
 
@@ -57,7 +56,7 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
     html = tmp_path / "demo.html"
     arguments = ["--report", str(tmp_path / "demo.json"), "--html", str(html), "--dir", str(demo_stack.dir)]
     demo = subprocess.run(
-        [sys.executable, "-m", "services.local.demo", *arguments],
+        [sys.executable, "-m", "streamwreck.local.demo", *arguments],
         env=demo_stack.env,
         capture_output=True,
         text=True,

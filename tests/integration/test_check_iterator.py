@@ -20,16 +20,15 @@ from typing import Any
 
 import boto3
 import pytest
-
-from cli.checker import Check
-from cli.produce import produce
-from cli.reading import ShardReader, list_shards
-from services.core.ledger import MemcachedLedger
-from services.core.records import RecordId
-from services.core.settings import load_settings
-from services.local import processes
-from services.local.processes import Service
-from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
+from streamwreck.checker.reading import ShardReader, list_shards
+from streamwreck.cli.checker import Check
+from streamwreck.cli.produce import produce
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import LedgerSettings, load_settings
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
+from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 CLOCK = """\
 'use strict';
@@ -120,7 +119,7 @@ def test_a_whole_check_survives_an_expired_iterator(
     kinesis = client(clocked, expire_on_call=2)  # after the first page: the caught-up read meets the expiry
     written = make_stream(kinesis, unique, 20)
     with closing(
-        MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+        MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))
     ) as ledger:
         ledger.record(
             [RecordId(unique, w.shard_id, w.sequence_number, 0) for w in written], uuid.uuid4().hex, int(time.time())

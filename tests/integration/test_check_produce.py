@@ -8,10 +8,9 @@ from typing import Any
 
 import boto3
 import pytest
-
-from cli.aggregation import MAGIC, deaggregate, hash_key
-from cli.main import main
-from cli.reading import ShardReader, list_shards
+from streamwreck.checker.aggregation import MAGIC, deaggregate, hash_key
+from streamwreck.checker.reading import ShardReader, list_shards
+from streamwreck.cli.main import main
 
 
 def read_back(kinesis: Any, stream: str) -> dict[str, list[Any]]:

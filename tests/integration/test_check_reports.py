@@ -25,14 +25,13 @@ from typing import Any
 
 import boto3
 import pytest
-
-from cli.main import main
-from cli.produce import Written, produce
-from services.core.ledger import MemcachedLedger
-from services.core.records import RecordId
-from services.core.settings import load_settings
-from services.local.processes import Service
-from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
+from streamwreck.cli.main import main
+from streamwreck.cli.produce import Written, produce
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import LedgerSettings, load_settings
+from streamwreck.local.processes import Service
+from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -75,7 +74,7 @@ def scenario(
         kinesis.create_stream(StreamName=stream, ShardCount=2)
         wait_stream_active(kinesis, stream, STREAM_ACTIVE_TIMEOUT)
         servers = f"127.0.0.1:{memcached.port}"
-        with closing(MemcachedLedger.from_settings(load_settings(memcached_servers=servers))) as ledger:
+        with closing(MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
             started = ledger.health().started_at
         assert started is not None
         while time.time() < started.timestamp() + 2:  # records must arrive after the ledger's start second
@@ -95,7 +94,7 @@ def scenario(
         # shard 1: checkpointed at its 5th record; one lost before it, everything after it not reached yet
         skipped = {plain0[3], plain0[4], lost_sub, plain1[1]}
         processed = [w for w in s0 if w not in skipped] + [w for w in s1[:5] if w not in skipped]
-        with closing(MemcachedLedger.from_settings(load_settings(memcached_servers=servers))) as ledger:
+        with closing(MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
             ledger.record(_ids(stream, processed), "event-1", int(time.time()))
             ledger.record(_ids(stream, [plain0[6]]), "event-2", int(time.time()))
         app = f"{stream}-app"

@@ -17,15 +17,14 @@ from typing import Any
 import boto3
 import httpx
 import pytest
-
-from cli.main import main
-from cli.produce import Written, produce
-from services.core.ledger import MemcachedLedger
-from services.core.records import RecordId
-from services.core.settings import load_settings
-from services.local import processes
-from services.local.processes import Service
-from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
+from streamwreck.cli.main import main
+from streamwreck.cli.produce import Written, produce
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import LedgerSettings, load_settings
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
+from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 
 @dataclass
@@ -64,7 +63,7 @@ def stack(tmp_path: Path) -> Iterator[OwnStack]:
 
 
 def ledger_on(node: Service) -> MemcachedLedger:
-    return MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{node.port}"))
+    return MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{node.port}"))
 
 
 def wait_past_start(node: Service) -> None:

@@ -2,7 +2,7 @@
 the session's memcached written by the real MemcachedLedger, and a real `streamwreck api` process.
 
 Each test writes a small stream, records in the ledger what "the consumer" processed, runs the command (in process,
-through cli.main.main, exactly as the console script does) and checks the report names exactly the right records.
+through streamwreck.cli.main.main, exactly as the console script does) and checks the report names exactly the right records.
 """
 
 from __future__ import annotations
@@ -22,16 +22,15 @@ from typing import Any
 
 import boto3
 import pytest
-
-from cli.checker import Check
-from cli.main import main
-from cli.produce import Written, produce
-from services.core.ledger import MemcachedLedger
-from services.core.records import RecordId
-from services.core.settings import load_settings
-from services.local import processes
-from services.local.processes import Service
-from services.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
+from streamwreck.cli.checker import Check
+from streamwreck.cli.main import main
+from streamwreck.cli.produce import Written, produce
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import LedgerSettings, load_settings
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
+from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 HALF = 2**127
@@ -44,7 +43,9 @@ def kinesis(aws_env: dict[str, str]) -> Any:
 
 @pytest.fixture
 def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
-    the_ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+    the_ledger = MemcachedLedger.from_settings(
+        load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}")
+    )
     try:
         # A record that arrived within a second of memcached's start is rightly `unknown`: begin after that second.
         started = the_ledger.health().started_at
@@ -401,7 +402,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
     """The processor checkpoints after publishing; the event still has to go through SNS, SQS and the recorder.
     A record behind the checkpoint that is not in the ledger yet is looked at again --settle seconds after the
     checkpoints were read: recorded in between, it is processed."""
-    import cli.checker
+    import streamwreck.cli.checker
 
     create_stream(kinesis, unique, 1)
     written = produce(kinesis, unique, 20).records
@@ -411,7 +412,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
     process(ledger, unique, written[:-1])  # the last record's event is still on its way to the ledger
     late = written[-1]
     check = Check(stream=unique, endpoint=api_server.url, grace=0, settle=2.0, kcl_app=unique)
-    settle_until = cli.checker.settle_until
+    settle_until = streamwreck.cli.checker.settle_until
     seen: list[list[str]] = []
 
     def recorder_catches_up_while_settling(moment: float) -> None:
@@ -422,7 +423,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
         process(ledger, unique, [late])
         settle_until(moment)
 
-    monkeypatch.setattr(cli.checker, "settle_until", recorder_catches_up_while_settling)
+    monkeypatch.setattr(streamwreck.cli.checker, "settle_until", recorder_catches_up_while_settling)
     started = time.monotonic()
     document = check.run()
     assert seen == [[late.sequence_number]]

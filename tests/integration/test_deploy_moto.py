@@ -20,13 +20,12 @@ from typing import Any
 
 import boto3
 from fastapi.testclient import TestClient
-
-from services.api.app import create_app
-from services.core.ledger import MemcachedLedger
-from services.core.publisher import EventPublisher
-from services.core.settings import load_settings
-from services.local.processes import Service
-from services.recorder.worker import Recorder
+from streamwreck.api.app import create_app
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.publisher import EventPublisher
+from streamwreck.core.settings import LedgerSettings, load_settings
+from streamwreck.local.processes import Service
+from streamwreck.recorder.worker import Recorder
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARD = "shardId-000000000000"
@@ -89,7 +88,7 @@ def test_messaging_stack_deployed_into_moto_carries_the_pipeline(
     body = json.loads(peeked[0]["Body"])
     assert "TopicArn" not in body and "records" in body
 
-    settings = load_settings(memcached_servers=f"127.0.0.1:{memcached.port}")
+    settings = load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}")
     ledger = MemcachedLedger.from_settings(settings)
     try:
         recorder = Recorder(sqs, outputs["QueueUrl"], ledger, wait_seconds=1, visibility_timeout=30)

@@ -8,17 +8,18 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-
-from services.core.ledger import InMemoryLedger, Ledger, MemcachedLedger
-from services.core.records import RecordId
-from services.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, load_settings
-from services.local import processes
-from services.local.processes import Service
+from streamwreck.core.ledger import InMemoryLedger, Ledger, MemcachedLedger
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, LedgerSettings, load_settings
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
 
 
 def _memcached_ledger(*services: Service, ttl: int = 3600) -> MemcachedLedger:
     servers = ",".join(f"127.0.0.1:{s.port}" for s in services)
-    return MemcachedLedger.from_settings(load_settings(memcached_servers=servers, ledger_ttl_seconds=ttl))
+    return MemcachedLedger.from_settings(
+        load_settings(LedgerSettings, memcached_servers=servers, ledger_ttl_seconds=ttl)
+    )
 
 
 @pytest.fixture(params=["memory", "memcached"])
@@ -95,7 +96,7 @@ def test_ttl_beyond_thirty_days_keeps_entries(memcached: Service, unique: str) -
 
 @pytest.mark.integration
 def test_several_nodes_share_the_keys_and_a_dead_node_is_an_error(tmp_path: Path, unique: str) -> None:
-    from services.core.errors import LedgerUnavailableError
+    from streamwreck.core.errors import LedgerUnavailableError
 
     nodes = [processes.start_memcached(tmp_path / str(i)) for i in range(2)]
     try:
@@ -136,7 +137,7 @@ def test_concurrent_recorders_count_each_event_once(ledger: Ledger, unique: str)
 def test_entries_carry_the_ttl(memcached: Service, unique: str) -> None:
     import socket
 
-    from services.core.records import ledger_key
+    from streamwreck.core.records import ledger_key
 
     record = _ids(unique, 1)[0]
     with closing(_memcached_ledger(memcached, ttl=3600)) as ledger:
@@ -151,8 +152,7 @@ def test_entries_carry_the_ttl(memcached: Service, unique: str) -> None:
 @pytest.mark.parametrize("nodes", [3, 4])
 def test_keys_spread_evenly_over_several_nodes(nodes: int) -> None:
     from pymemcache.client.base import PooledClient
-
-    from services.core.records import ledger_key
+    from streamwreck.core.records import ledger_key
 
     clients = {f"127.0.0.1:{40000 + i}": PooledClient(("127.0.0.1", 40000 + i)) for i in range(nodes)}  # unused
     ledger = MemcachedLedger(clients, 3600)

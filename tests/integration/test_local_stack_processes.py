@@ -15,8 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-
-from services.local import processes, stack
+from streamwreck.local import processes, stack
 
 
 @pytest.fixture

@@ -21,15 +21,14 @@ import boto3
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-
-from services.api.app import create_app
-from services.core.ledger import MemcachedLedger
-from services.core.publisher import EventPublisher
-from services.core.records import RecordId
-from services.core.settings import load_settings
-from services.local import processes
-from services.local.processes import Service
-from services.recorder.worker import Recorder
+from streamwreck.api.app import create_app
+from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.publisher import EventPublisher
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import ApiSettings, LedgerSettings, load_settings
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
+from streamwreck.recorder.worker import Recorder
 
 SHARDS = ["shardId-000000000000", "shardId-000000000001"]
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
@@ -66,7 +65,7 @@ def messaging(moto_env: dict[str, str], unique: str) -> Messaging:
 
 
 def _ledger(memcached: Service) -> MemcachedLedger:
-    return MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+    return MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))
 
 
 def _drain(recorder: Recorder, until: Callable[[], bool], timeout: float = 30) -> None:
@@ -95,7 +94,7 @@ def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
 @pytest.fixture
 def api(memcached: Service) -> Iterator[TestClient]:
     ledger = _ledger(memcached)
-    with TestClient(create_app(load_settings(), ledger)) as client:
+    with TestClient(create_app(load_settings(ApiSettings), ledger)) as client:
         yield client
     ledger.close()
 
@@ -167,7 +166,9 @@ def test_poison_messages_are_left_for_the_dead_letter_queue(
 def test_memcached_down_holds_the_messages_and_catches_up(messaging: Messaging, tmp_path: Path, unique: str) -> None:
     node = processes.start_memcached(tmp_path)
     port = node.port
-    ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{port}"))  # connects on use
+    ledger = MemcachedLedger.from_settings(
+        load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{port}")
+    )  # connects on use
     # two recorders, as when the service is scaled out; messages go visible again 2 s after a receive
     recorders = [
         Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=2) for _ in range(2)
@@ -267,7 +268,9 @@ def test_sigterm_finishes_the_batch_in_hand_then_exits_0(
         os.kill(node.pid, signal.SIGCONT)
         assert process.wait(timeout=30) == 0
         assert _visible(messaging.sqs, messaging.queue_url) == 0  # stored, then deleted, before it exited
-        ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{node.port}"))
+        ledger = MemcachedLedger.from_settings(
+            load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{node.port}")
+        )
         assert list(ledger.lookup([RecordId(unique, SHARDS[0], "11", 0)])) == [RecordId(unique, SHARDS[0], "11", 0)]
         ledger.close()
     finally:

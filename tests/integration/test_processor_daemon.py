@@ -34,11 +34,10 @@ from typing import Any
 import boto3
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
-
-from services.core.events import ProcessedEvent, parse_body
-from services.core.records import RecordId
-from services.local import processes
-from services.local.processes import Service
+from streamwreck.core.events import ProcessedEvent, parse_body
+from streamwreck.core.records import RecordId
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
 
 # Each test waits on the daemon several times (first leases, a restart, graceful shutdown): 60-110 s here, so a
 # loaded 2-core machine can pass the suite's 300 s default without anything being wrong.

@@ -1,4 +1,4 @@
-"""The record processor as a real process (``python -m services.processor.kcl_app``, exactly what the daemon starts),
+"""The record processor as a real process (``python -m streamwreck.processor.kcl_app``, exactly what the daemon starts),
 driven over stdin/stdout by a scripted daemon, publishing to moto's SNS -> SQS. No Java.
 
 What it proves beyond the unit tests: the real boto3 publisher and SNS path, the settings read from the environment
@@ -22,11 +22,10 @@ from typing import IO, Any
 
 import boto3
 import pytest
-
-from services.core.events import Pair, parse_body
-from services.local.processes import free_port
-from services.processor.kcl_app import EXIT_UNPUBLISHED
-from services.processor.processor import Record
+from streamwreck.core.events import Pair, parse_body
+from streamwreck.local.processes import free_port
+from streamwreck.processor.kcl_app import EXIT_UNPUBLISHED
+from streamwreck.processor.processor import Record
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 PLAIN = json.loads((EVENTS / "kcl-process-records.json").read_text())
@@ -182,7 +181,7 @@ def start_child(messaging: Messaging, tmp_path: Path) -> Iterator[Any]:
         stderr_path = tmp_path / f"child-{len(children)}.log"
         with open(stderr_path, "w") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "services.processor.kcl_app"],
+                [sys.executable, "-m", "streamwreck.processor.kcl_app"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -298,7 +297,7 @@ def test_a_process_function_in_the_working_directory_is_accepted_as_the_record_p
     child_env = {**env, "STREAMWRECK_STREAM_NAME": "s", "STREAMWRECK_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
     child_env["STREAMWRECK_PROCESS_FUNCTION"] = "streamwreck_cwd_rule:keep"
     child = subprocess.run(
-        [sys.executable, "-m", "services.processor.kcl_app"],
+        [sys.executable, "-m", "streamwreck.processor.kcl_app"],
         cwd=tmp_path,
         env=child_env,
         stdin=subprocess.DEVNULL,

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-
-from services.api.app import create_app
-from services.core.ledger import InMemoryLedger
-from services.core.records import RecordId
-from services.core.settings import load_settings
+from streamwreck.api.app import create_app
+from streamwreck.core.ledger import InMemoryLedger
+from streamwreck.core.records import RecordId
+from streamwreck.core.settings import ApiSettings, load_settings
 
 SEQ = "49590338271490256608559692538361571095921575989136588898"
 SHARD = "shardId-000000000000"
@@ -26,7 +25,7 @@ def ledger() -> InMemoryLedger:
 
 @pytest.fixture
 def client(ledger: InMemoryLedger) -> Iterator[TestClient]:
-    with TestClient(create_app(load_settings(max_records_per_request=5), ledger)) as client:
+    with TestClient(create_app(load_settings(ApiSettings, max_records_per_request=5), ledger)) as client:
         yield client
 
 
@@ -119,7 +118,7 @@ def test_ledger_down_is_503_with_retry_after(client: TestClient, ledger: InMemor
 
 
 def test_api_key_when_configured(ledger: InMemoryLedger) -> None:
-    with TestClient(create_app(load_settings(api_key="s3cret"), ledger)) as client:
+    with TestClient(create_app(load_settings(ApiSettings, api_key="s3cret"), ledger)) as client:
         body = {"stream": "orders", "records": [_rec("1")]}
         assert client.post("/reconcile", json=body).status_code == 401
         assert client.post("/reconcile", json=body, headers={"X-Api-Key": "wrong"}).status_code == 401
@@ -143,7 +142,7 @@ def test_openapi_documents_both_shapes_and_every_field(client: TestClient) -> No
 
 
 def test_a_non_ascii_api_key_is_401_not_500(ledger: InMemoryLedger) -> None:
-    with TestClient(create_app(load_settings(api_key="s3cret"), ledger)) as client:
+    with TestClient(create_app(load_settings(ApiSettings, api_key="s3cret"), ledger)) as client:
         body = {"stream": "orders", "records": [_rec("1")]}
         response = client.post("/reconcile", json=body, headers={"X-Api-Key": "s\u00e9cret".encode()})
         assert response.status_code == 401

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
-from cli.checker import parse_when, settle_until
-from cli.main import build_parser, main
+from streamwreck.cli.checker import parse_when, settle_until
+from streamwreck.cli.main import build_parser, main
 
 
 def test_times_iso_or_ago() -> None:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from cli.aws import AwsError
-from cli.leases import LeaseTableError, checkpoints, lease_shard, multi_stream, parse_checkpoint, verified_checkpoints
-from cli.reading import Shard
-from cli.verdict import Checkpoint, LeasePosition
+from streamwreck.checker.leases import checkpoints, lease_shard, multi_stream, parse_checkpoint, verified_checkpoints
+from streamwreck.checker.reading import Shard
+from streamwreck.checker.verdict import Checkpoint, LeasePosition
+from streamwreck.core.errors import AwsError, LeaseTableError
 
 
 def lease(key: str, checkpoint: str, sub: int = 0) -> dict[str, Any]:

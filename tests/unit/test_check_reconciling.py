@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
-
-from cli.reading import UserRecord
-from cli.reconciling import Answer, ApiError, Pipeline, ReconcileApi
+from streamwreck.checker.reading import UserRecord
+from streamwreck.checker.reconciling import Answer, Pipeline, ReconcileApi
+from streamwreck.core.errors import ApiError
 
 LEDGER = {
     "healthy": True,

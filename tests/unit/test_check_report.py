@@ -8,11 +8,11 @@ import json
 import re
 from typing import Any
 
-from cli.aggregation import hash_key
-from cli.reading import ReadStats, Shard, UserRecord
-from cli.report import CSV_COLUMNS, build, headline, render
-from cli.tally import Tally
-from cli.verdict import Checkpoint, Judgement, LeasePosition, Status
+from streamwreck.checker.aggregation import hash_key
+from streamwreck.checker.reading import ReadStats, Shard, UserRecord
+from streamwreck.checker.report import CSV_COLUMNS, build, headline, render
+from streamwreck.checker.tally import Tally
+from streamwreck.checker.verdict import Checkpoint, Judgement, LeasePosition, Status
 
 T0 = 1_800_000_000.0
 LEDGER = {"healthy": True, "evictions": 0, "started_at": "2026-01-01T00:00:00Z", "ttl_seconds": 604800}

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cli.reading import UserRecord
-from cli.tally import Tally, key_of
-from cli.verdict import Judgement, Status
+from streamwreck.checker.reading import UserRecord
+from streamwreck.checker.tally import Tally, key_of
+from streamwreck.checker.verdict import Judgement, Status
 
 T0 = 1_800_000_000.0
 LEDGER = {"healthy": True, "evictions": 0, "started_at": None, "ttl_seconds": 60}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from cli.verdict import (
+from streamwreck.checker.verdict import (
     Checkpoint,
     ExitCode,
     Judgement,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 
 import pytest
-
-from cli import main as cli_main
-from services.core.errors import ConfigError
+from streamwreck.cli import main as cli_main
+from streamwreck.core.errors import ConfigError
 
 
 def _run_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> int:

@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from deploy import iac
+from streamwreck.deploy import iac
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -176,7 +175,7 @@ def test_no_role_has_wildcard_actions_or_resources(stack: str, role: str) -> Non
 
 
 def test_the_load_balancer_checks_the_api_health_endpoint() -> None:
-    from services.api.routes import router
+    from streamwreck.api.routes import router
 
     targets = SERVICES["Resources"]["ApiTargets"]["Properties"]
     assert targets["HealthCheckPath"] in {getattr(route, "path", None) for route in router.routes}

@@ -11,8 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from deploy import iac
+from streamwreck.deploy import iac
 
 ROOT = Path(__file__).resolve().parents[2]
 

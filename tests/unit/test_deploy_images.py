@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from deploy import iac
+from streamwreck.deploy import iac
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -91,7 +90,7 @@ def test_each_image_is_multi_stage_pinned_slim_and_not_root(image: tuple[str, st
 
 @pytest.mark.parametrize("image", sorted(IMAGES, key=str))
 def test_each_image_runs_its_own_command(image: tuple[str, str | None]) -> None:
-    from cli.main import COMMANDS
+    from streamwreck.cli.main import COMMANDS
 
     _, command = IMAGES[image]
     _, final = _stages(image)
@@ -103,7 +102,7 @@ def test_each_image_runs_its_own_command(image: tuple[str, str | None]) -> None:
 
 
 def test_the_api_image_checks_its_health_endpoint() -> None:
-    from services.api.routes import router
+    from streamwreck.api.routes import router
 
     _, final = _stages(("api", "api"))
     (healthcheck,) = final.all("HEALTHCHECK")
@@ -161,7 +160,7 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {name!r}", name=name)
         return None
 sys.meta_path.insert(0, Absent())
-from cli.main import main
+from streamwreck.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 

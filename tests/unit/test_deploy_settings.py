@@ -11,8 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from deploy import iac
+from streamwreck.deploy import iac
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -100,7 +99,7 @@ def test_nothing_sets_a_variable_that_no_code_reads(service: str) -> None:
 
 
 def test_what_is_left_unset_is_read_and_has_a_default() -> None:
-    from services.core.settings import Settings
+    from streamwreck.core.settings import Settings
 
     read_anywhere = set().union(*(iac.variables_read(service) for service in WHERE))
     for name, reason in LEFT_UNSET.items():

@@ -5,9 +5,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-
-from services.core.errors import RejectedInputError
-from services.core.events import (
+from streamwreck.core.errors import RejectedInputError
+from streamwreck.core.events import (
     MAX_BATCH_BYTES,
     MAX_BATCH_ENTRIES,
     MAX_EVENT_BYTES,
@@ -15,7 +14,7 @@ from services.core.events import (
     chunk_events,
     parse_body,
 )
-from services.core.records import RecordId
+from streamwreck.core.records import RecordId
 
 EVENTS = Path(__file__).parents[1] / "events"
 SEQ = "49590338271490256608559692538361571095921575989136588898"

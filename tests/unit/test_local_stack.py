@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-
-from services.core.records import RecordId
-from services.local import progress, resources, stack
+from streamwreck.core.records import RecordId
+from streamwreck.local import progress, resources, stack
 
 S = "demo"
 

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
-from services.core.errors import ConfigError, LedgerUnavailableError
-from services.processor.processor import (
+from streamwreck.core.errors import ConfigError, LedgerUnavailableError
+from streamwreck.processor.processor import (
     BatchResult,
     Record,
     ShardProgress,

@@ -10,11 +10,10 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
-
-from services.core.errors import ConfigError
-from services.core.settings import load_settings
-from services.processor.kcl_app import daemon_argv, find_jars, plan_daemon
-from services.processor.properties import (
+from streamwreck.core.errors import ConfigError
+from streamwreck.core.settings import ProcessorSettings, load_settings
+from streamwreck.processor.kcl_app import daemon_argv, find_jars, plan_daemon
+from streamwreck.processor.properties import (
     LOCAL_PROFILE,
     MAIN_CLASS,
     Endpoints,
@@ -77,7 +76,7 @@ def _unescape(text: str) -> str:
 
 
 def test_production_properties_have_no_endpoints_and_no_local_profile() -> None:
-    settings = load_settings(**REQUIRED)
+    settings = load_settings(ProcessorSettings, **REQUIRED)
     properties = build_properties(
         settings, executable="/usr/bin/python3 -m x", region="eu-west-1", worker_id="w-1", endpoints=Endpoints()
     )
@@ -104,7 +103,7 @@ def test_endpoints_come_from_the_standard_aws_variables() -> None:
 def test_endpoint_overrides_alone_keep_the_production_profile() -> None:
     # VPC or FIPS endpoints in AWS: the daemon must keep its worker metrics (KCL 3's lease balancing) and the
     # instance-profile credentials (EC2/ECS metadata).
-    settings = load_settings(**REQUIRED)
+    settings = load_settings(ProcessorSettings, **REQUIRED)
     endpoints = Endpoints(
         "https://vpce-1.kinesis.eu-west-1.vpce.amazonaws.com", "https://dynamodb-fips.eu-west-1.amazonaws.com"
     )
@@ -118,7 +117,7 @@ def test_endpoint_overrides_alone_keep_the_production_profile() -> None:
 
 
 def test_the_local_profile_setting_brings_the_local_profile_and_extras_override() -> None:
-    settings = load_settings(**REQUIRED, initial_position="LATEST", local_profile=True)
+    settings = load_settings(ProcessorSettings, **REQUIRED, initial_position="LATEST", local_profile=True)
     properties = build_properties(
         settings,
         executable="py -m x",
@@ -138,7 +137,7 @@ def test_the_local_profile_setting_brings_the_local_profile_and_extras_override(
 
 def test_render_round_trips_through_java_properties_syntax() -> None:
     properties = {
-        "executableName": "/opt/py/bin/python -m services.processor.kcl_app",
+        "executableName": "/opt/py/bin/python -m streamwreck.processor.kcl_app",
         "kinesisEndpoint": "http://127.0.0.1:4567",
         "odd key=with:seps": " leading space, back\\slash, tab\t, é, 🙂",
     }
@@ -175,10 +174,10 @@ def test_the_local_profile_is_read_from_the_environment(monkeypatch: pytest.Monk
 
 
 def test_plan_passes_the_settings_to_every_record_processor() -> None:
-    settings = load_settings(**REQUIRED, skip_every=5, worker_id="worker-a", local_profile=True)
+    settings = load_settings(ProcessorSettings, **REQUIRED, skip_every=5, worker_id="worker-a", local_profile=True)
     env = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
     plan = plan_daemon(settings, env, {}, python="/venv/bin/python")
-    assert plan.properties["executableName"] == "/venv/bin/python -m services.processor.kcl_app"
+    assert plan.properties["executableName"] == "/venv/bin/python -m streamwreck.processor.kcl_app"
     assert plan.properties["workerId"] == "worker-a"
     assert plan.env["STREAMWRECK_STREAM_NAME"] == "orders"
     assert plan.env["STREAMWRECK_TOPIC_ARN"] == REQUIRED["topic_arn"]
@@ -191,14 +190,14 @@ def test_plan_passes_the_settings_to_every_record_processor() -> None:
 
 
 def test_plan_puts_the_working_directory_first_on_the_record_processors_path() -> None:
-    settings = load_settings(**REQUIRED)
+    settings = load_settings(ProcessorSettings, **REQUIRED)
     env = {"AWS_REGION": "us-east-1", "PYTHONPATH": "/opt/lib"}
     assert plan_daemon(settings, env, {}, cwd="/srv/app").env["PYTHONPATH"] == "/srv/app:/opt/lib"
     assert plan_daemon(settings, {"AWS_REGION": "us-east-1"}, {}, cwd="/srv/app").env["PYTHONPATH"] == "/srv/app"
 
 
 def test_plan_makes_a_unique_worker_id_when_none_is_set() -> None:
-    settings = load_settings(**REQUIRED)
+    settings = load_settings(ProcessorSettings, **REQUIRED)
     env = {"AWS_REGION": "us-east-1"}
     first, second = (plan_daemon(settings, env, {}).properties["workerId"] for _ in range(2))
     assert first != second
@@ -213,14 +212,16 @@ def test_plan_names_a_missing_setting(missing: str) -> None:
 
 
 def test_plan_rejects_a_bad_process_function_before_starting_java() -> None:
-    settings = load_settings(**REQUIRED, process_function="streamwreck_no_such_module:f")
+    settings = load_settings(ProcessorSettings, **REQUIRED, process_function="streamwreck_no_such_module:f")
     with pytest.raises(ConfigError, match="cannot import"):
         plan_daemon(settings, {"AWS_REGION": "us-east-1"}, {})
 
 
 def test_plan_rejects_a_python_path_with_spaces() -> None:
     with pytest.raises(ConfigError, match="spaces"):
-        plan_daemon(load_settings(**REQUIRED), {"AWS_REGION": "us-east-1"}, {}, python="/my venv/bin/python")
+        plan_daemon(
+            load_settings(ProcessorSettings, **REQUIRED), {"AWS_REGION": "us-east-1"}, {}, python="/my venv/bin/python"
+        )
 
 
 def test_find_jars(tmp_path: Path) -> None:
@@ -268,7 +269,7 @@ def keep_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.mark.usefixtures("keep_logging")
 def test_the_command_names_a_missing_setting_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
-    from cli.main import main
+    from streamwreck.cli.main import main
 
     assert main(["processor", "--stream", "s"]) == 2
     captured = capsys.readouterr()
@@ -283,7 +284,7 @@ def test_the_command_names_a_missing_setting_in_one_line(capsys: pytest.CaptureF
 def test_print_properties_writes_only_the_file_to_stdout(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from cli.main import main
+    from streamwreck.cli.main import main
 
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
     monkeypatch.setenv("STREAMWRECK_LOCAL_PROFILE", "true")

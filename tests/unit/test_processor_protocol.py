@@ -17,11 +17,10 @@ from typing import Any
 
 import pytest
 from amazon_kclpy import kcl
-
-from services.core.errors import LedgerUnavailableError, PublishError
-from services.core.events import Pair
-from services.processor.kcl_app import EXIT_BUG, EXIT_HALTED, EXIT_UNPUBLISHED, StreamwreckRecordProcessor
-from services.processor.processor import ProcessFunction, Record, ShardProgress, demo_rule
+from streamwreck.core.errors import LedgerUnavailableError, PublishError
+from streamwreck.core.events import Pair
+from streamwreck.processor.kcl_app import EXIT_BUG, EXIT_HALTED, EXIT_UNPUBLISHED, StreamwreckRecordProcessor
+from streamwreck.processor.processor import ProcessFunction, Record, ShardProgress, demo_rule
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SHARD = "shardId-000000000000"

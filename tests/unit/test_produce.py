@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from cli.main import build_parser, main
-from cli.produce import Produced, Written, payloads, render_json, render_text
+from streamwreck.cli.main import build_parser, main
+from streamwreck.cli.produce import Produced, Written, payloads, render_json, render_text
 
 
 def test_payloads_are_numbered_json_padded_to_size() -> None:

@@ -6,10 +6,9 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
-
-from services.core.errors import PublishError, RejectedInputError
-from services.core.events import parse_body
-from services.core.publisher import EventPublisher
+from streamwreck.core.errors import PublishError, RejectedInputError
+from streamwreck.core.events import parse_body
+from streamwreck.core.publisher import EventPublisher
 
 
 class ScriptedSns:

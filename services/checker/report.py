@@ -24,10 +24,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from cli.aggregation import hash_key
-from cli.reading import ReadStats, Shard
-from cli.tally import Finding, Tally
-from cli.verdict import STATUSES, Checkpoint, Place, Status, exit_code, lost_ranges, verdict
+from streamwreck.checker.aggregation import hash_key
+from streamwreck.checker.reading import ReadStats, Shard
+from streamwreck.checker.tally import Finding, Tally
+from streamwreck.checker.verdict import STATUSES, Checkpoint, Place, Status, exit_code, lost_ranges, verdict
 
 FORMATS = ("table", "json", "csv", "html")
 CSV_COLUMNS = (

@@ -24,10 +24,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cli.aws import AwsError, error_code, translate
-from cli.reading import Shard
-from cli.verdict import Checkpoint, LeasePosition
-from services.core.errors import StreamwreckError
+from streamwreck.checker.reading import Shard
+from streamwreck.checker.verdict import Checkpoint, LeasePosition
+from streamwreck.core.aws import error_code, translate
+from streamwreck.core.errors import AwsError, LeaseTableError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -40,11 +40,6 @@ _SPECIAL = {
     "LATEST": LeasePosition.LATEST,
 }
 EPOCH_SLACK = 1  # seconds: a creation epoch computed from StreamCreationTimestamp may be rounded either way
-
-
-class LeaseTableError(StreamwreckError):
-    """The lease table named by --kcl-app cannot be this stream's consumer's: no lease of it, or leases that
-    contradict the stream's shards."""
 
 
 def read_leases(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from services.core.errors import StreamwreckError
+from streamwreck.core.errors import AwsError, StreamwreckError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -26,15 +26,11 @@ if TYPE_CHECKING:
 def require(*packages: str) -> None:
     """Raise ModuleNotFoundError naming the first missing package, without importing any (cheap, for import time).
 
-    cli.main turns that into "needs the package X: pip install 'streamwreck[cli]'" for the command.
+    streamwreck.cli.main turns that into "needs the package X: pip install 'streamwreck[cli]'" for the command.
     """
     for package in ("boto3", *packages):
         if importlib.util.find_spec(package) is None:
             raise ModuleNotFoundError(f"No module named {package!r}", name=package)
-
-
-class AwsError(StreamwreckError):
-    """An AWS call failed in a way retrying will not fix: no credentials, no such stream, endpoint unreachable."""
 
 
 _loader: Any = None

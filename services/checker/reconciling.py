@@ -17,18 +17,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from cli.reading import UserRecord
-from cli.tally import RecordKey, key_of
-from cli.verdict import LedgerView
-from services.core.errors import StreamwreckError
+from streamwreck.checker.reading import UserRecord
+from streamwreck.checker.tally import RecordKey, key_of
+from streamwreck.checker.verdict import LedgerView
+from streamwreck.core.errors import ApiError, StreamwreckError
 
 CONNECT_ATTEMPTS = 4  # connection refused or reset: 0.25 s, 0.5 s, 1 s apart
 UNAVAILABLE_ATTEMPTS = 7  # 503 (memcached down): honouring Retry-After, capped at MAX_RETRY_AFTER
 MAX_RETRY_AFTER = 10.0
-
-
-class ApiError(StreamwreckError):
-    """The reconcile API cannot answer: unreachable, refusing us, or its ledger is down."""
 
 
 @dataclass(frozen=True)

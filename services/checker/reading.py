@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from cli.aggregation import MAGIC, deaggregate
-from cli.aws import AwsError, error_code, translate
+from streamwreck.checker.aggregation import MAGIC, deaggregate
+from streamwreck.core.aws import error_code, translate
+from streamwreck.core.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient

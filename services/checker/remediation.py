@@ -14,10 +14,10 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cli.aws import AwsError, translate
-from cli.reading import UserRecord, backoff
-from cli.report import iso
-from services.core.errors import StreamwreckError
+from streamwreck.checker.reading import UserRecord, backoff
+from streamwreck.checker.report import iso
+from streamwreck.core.aws import translate
+from streamwreck.core.errors import AwsError, StreamwreckError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient

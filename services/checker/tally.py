@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cli.reading import UserRecord
-from cli.verdict import Judgement, Place, Status
+from streamwreck.checker.reading import UserRecord
+from streamwreck.checker.verdict import Judgement, Place, Status
 
 RecordKey = tuple[str, str, int]  # shard id, sequence number, sub-sequence number
 
