@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 from pymemcache.client.base import Client
+
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.records import RecordId, ledger_key
 from streamwreck.core.settings import load_settings

@@ -40,6 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import boto3  # noqa: E402
+
 from streamwreck.core.events import parse_body  # noqa: E402
 from streamwreck.local import processes  # noqa: E402
 from streamwreck.local.processes import Service  # noqa: E402

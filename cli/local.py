@@ -241,6 +241,7 @@ def _status(args: argparse.Namespace) -> int:
 
 def _wait(args: argparse.Namespace) -> int:
     import httpx
+
     from streamwreck.checker.leases import checkpoints, read_leases
     from streamwreck.core.aws import translate
     from streamwreck.local import progress, stack

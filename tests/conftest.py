@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from streamwreck.local import processes
 from streamwreck.local.processes import Service
 

@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
 from streamwreck.api.reconcile import ReconcileRequest, RequestProblem
 from streamwreck.api.routes import router
 from streamwreck.core.errors import RejectedInputError, TransientError

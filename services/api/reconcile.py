@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Annotated, Any, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, with_config
+from typing_extensions import TypedDict
+
 from streamwreck.core.ledger import Entry, LedgerHealth
 from streamwreck.core.records import (
     RecordId,
@@ -18,7 +20,6 @@ from streamwreck.core.records import (
     error_message,
     validate_name,
 )
-from typing_extensions import TypedDict
 
 EXAMPLE_SEQUENCE = "49590338271490256608559692538361571095921575989136588898"
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+
 from streamwreck.api.reconcile import (
     EXAMPLE_SEQUENCE,
     Problem,

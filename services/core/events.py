@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+
 from streamwreck.core.errors import RejectedInputError
 from streamwreck.core.records import (
     MAX_SUB_SEQUENCE,

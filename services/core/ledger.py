@@ -24,6 +24,7 @@ from typing import Protocol
 
 from pymemcache.client.base import PooledClient
 from pymemcache.exceptions import MemcacheError
+
 from streamwreck.core.errors import LedgerUnavailableError
 from streamwreck.core.records import RecordId, ledger_key
 from streamwreck.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, LedgerSettings

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from streamwreck.core.errors import PublishError, RejectedInputError
 from streamwreck.core.events import Pair, batch_requests, chunk_events
 

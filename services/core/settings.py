@@ -13,6 +13,7 @@ from typing import Literal, TypeVar
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
 from streamwreck.core.errors import ConfigError
 
 S = TypeVar("S", bound="CommonSettings")

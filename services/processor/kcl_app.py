@@ -36,6 +36,7 @@ from typing import Any, NoReturn, Protocol
 from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor as kcl_v3
+
 from streamwreck.core import logs
 from streamwreck.core.errors import ConfigError
 from streamwreck.core.events import Pair
@@ -296,6 +297,7 @@ def to_record(shard_id: str, raw: Any) -> Record:
 def make_publisher(settings: ProcessorSettings) -> Publisher:
     import boto3
     from botocore.config import Config
+
     from streamwreck.core.publisher import EventPublisher
 
     # The publisher retries with backoff itself; botocore adds one quick retry and bounded timeouts.

@@ -51,13 +51,19 @@ class Record:
 ProcessFunction = Callable[[Record], Any]
 
 
+def skipped_by_demo_rule(sequence_number: str, skip_every: int) -> bool:
+    """The demo rule: skip a record whose sequence number, as an integer, divides by ``skip_every`` (0: skip none).
+    Every user record of one KPL-aggregated record shares its sequence number, so they are skipped together."""
+    return skip_every > 0 and int(sequence_number) % skip_every == 0
+
+
 def demo_rule(skip_every: int) -> ProcessFunction:
     """The shipped processing function: skip a record whose sequence number divides by ``skip_every`` (0: none)."""
     if skip_every < 0:
         raise ConfigError(f"skip_every must be 0 or more, got {skip_every}")
 
     def skip_divisible(record: Record) -> bool:
-        return skip_every == 0 or int(record.sequence_number) % skip_every != 0
+        return not skipped_by_demo_rule(record.sequence_number, skip_every)
 
     skip_divisible.__qualname__ = f"demo_rule(skip_every={skip_every})"
     return skip_divisible

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
+
 from streamwreck.core.errors import LedgerUnavailableError, RejectedInputError
 from streamwreck.core.events import ProcessedEvent, parse_body
 from streamwreck.core.ledger import Ledger
@@ -161,6 +162,7 @@ def serve(settings: RecorderSettings) -> int:
     import signal
 
     import boto3
+
     from streamwreck.core.ledger import MemcachedLedger
 
     assert settings.queue_url is not None

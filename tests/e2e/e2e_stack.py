@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from streamwreck.core.records import RecordId
 from streamwreck.local import processes, stack
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, log_holders, running, start_stack, write_across_a_split
+
 from streamwreck.local import progress, stack
 
 STATUS_KEYS = {

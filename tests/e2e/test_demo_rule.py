@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, start_stack, statuses, write_across_a_split
+
 from streamwreck.core.records import RecordId
 from streamwreck.local import progress, stack
 

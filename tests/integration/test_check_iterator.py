@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from streamwreck.checker.reading import ShardReader, list_shards
 from streamwreck.cli.checker import Check
 from streamwreck.cli.produce import produce

@@ -8,6 +8,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from streamwreck.checker.aggregation import MAGIC, deaggregate, hash_key
 from streamwreck.checker.reading import ShardReader, list_shards
 from streamwreck.cli.main import main

@@ -25,6 +25,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from streamwreck.cli.main import main
 from streamwreck.cli.produce import Written, produce
 from streamwreck.core.ledger import MemcachedLedger

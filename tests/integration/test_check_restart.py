@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+
 from streamwreck.cli.main import main
 from streamwreck.cli.produce import Written, produce
 from streamwreck.core.ledger import MemcachedLedger

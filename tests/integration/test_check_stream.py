@@ -22,6 +22,7 @@ from typing import Any
 
 import boto3
 import pytest
+
 from streamwreck.cli.checker import Check
 from streamwreck.cli.main import main
 from streamwreck.cli.produce import Written, produce

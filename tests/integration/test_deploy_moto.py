@@ -20,6 +20,7 @@ from typing import Any
 
 import boto3
 from fastapi.testclient import TestClient
+
 from streamwreck.api.app import create_app
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.publisher import EventPublisher

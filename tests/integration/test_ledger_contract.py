@@ -8,6 +8,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+
 from streamwreck.core.ledger import InMemoryLedger, Ledger, MemcachedLedger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import MEMCACHED_RELATIVE_EXPIRY_LIMIT, LedgerSettings, load_settings
@@ -152,6 +153,7 @@ def test_entries_carry_the_ttl(memcached: Service, unique: str) -> None:
 @pytest.mark.parametrize("nodes", [3, 4])
 def test_keys_spread_evenly_over_several_nodes(nodes: int) -> None:
     from pymemcache.client.base import PooledClient
+
     from streamwreck.core.records import ledger_key
 
     clients = {f"127.0.0.1:{40000 + i}": PooledClient(("127.0.0.1", 40000 + i)) for i in range(nodes)}  # unused

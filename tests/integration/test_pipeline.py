@@ -21,6 +21,7 @@ import boto3
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+
 from streamwreck.api.app import create_app
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.publisher import EventPublisher

@@ -34,6 +34,7 @@ from typing import Any
 import boto3
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
+
 from streamwreck.core.events import ProcessedEvent, parse_body
 from streamwreck.core.records import RecordId
 from streamwreck.local import processes

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 import boto3
 import pytest
+
 from streamwreck.core.events import Pair, parse_body
 from streamwreck.local.processes import free_port
 from streamwreck.processor.kcl_app import EXIT_UNPUBLISHED

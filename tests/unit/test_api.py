@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+
 from streamwreck.api.app import create_app
 from streamwreck.core.ledger import InMemoryLedger
 from streamwreck.core.records import RecordId

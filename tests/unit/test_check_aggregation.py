@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 
 import pytest
+
 from streamwreck.checker.aggregation import MAGIC, aggregate, deaggregate, hash_key
 
 NOW = datetime(2026, 11, 27, tzinfo=UTC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from streamwreck.cli.checker import parse_when, settle_until
 from streamwreck.cli.main import build_parser, main
 

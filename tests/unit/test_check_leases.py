@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+
 from streamwreck.checker.leases import checkpoints, lease_shard, multi_stream, parse_checkpoint, verified_checkpoints
 from streamwreck.checker.reading import Shard
 from streamwreck.checker.verdict import Checkpoint, LeasePosition

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+
 from streamwreck.checker.aggregation import aggregate
 from streamwreck.checker.reading import Pace, Shard, ShardReader, in_read_order, list_shards, read_all, select
 from streamwreck.core.errors import AwsError
@@ -288,6 +289,7 @@ def test_read_all_waits_for_parents_and_stops_everything_on_a_failure() -> None:
 
 def test_timestamps_parse_to_the_same_instant_as_botocores_parser() -> None:
     from botocore.utils import parse_timestamp as botocore_parse
+
     from streamwreck.core.aws import parse_timestamp
 
     for value in (1_795_795_200.123, 1_795_795_200, "2026-11-27T16:00:00.123Z"):

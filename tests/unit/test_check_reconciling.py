@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from streamwreck.checker.reading import UserRecord
 from streamwreck.checker.reconciling import Answer, Pipeline, ReconcileApi
 from streamwreck.core.errors import ApiError

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+
 from streamwreck.cli import main as cli_main
 from streamwreck.core.errors import ConfigError
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from streamwreck.deploy import iac
 
 ROOT = Path(__file__).resolve().parents[2]

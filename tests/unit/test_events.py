@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from streamwreck.core.errors import RejectedInputError
 from streamwreck.core.events import (
     MAX_BATCH_BYTES,

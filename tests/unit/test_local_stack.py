@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+
 from streamwreck.core.records import RecordId
 from streamwreck.local import progress, resources, stack
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamwreck.core.errors import ConfigError, LedgerUnavailableError
 from streamwreck.processor.processor import (
     BatchResult,

@@ -10,6 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
+
 from streamwreck.core.errors import ConfigError
 from streamwreck.core.settings import ProcessorSettings, load_settings
 from streamwreck.processor.kcl_app import daemon_argv, find_jars, plan_daemon

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from amazon_kclpy import kcl
+
 from streamwreck.core.errors import LedgerUnavailableError, PublishError
 from streamwreck.core.events import Pair
 from streamwreck.processor.kcl_app import EXIT_BUG, EXIT_HALTED, EXIT_UNPUBLISHED, StreamwreckRecordProcessor

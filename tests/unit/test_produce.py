@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from streamwreck.cli.main import build_parser, main
 from streamwreck.cli.produce import Produced, Written, payloads, render_json, render_text
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+
 from streamwreck.core.errors import PublishError, RejectedInputError
 from streamwreck.core.events import parse_body
 from streamwreck.core.publisher import EventPublisher

@@ -3,6 +3,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from streamwreck.core.records import RecordId, ledger_key, validate_name, validate_sequence_number
 
 LONGEST_NAME = "a" * 128

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from streamwreck.core.errors import ConfigError
 from streamwreck.core.ledger import expiry
 from streamwreck.core.settings import (
