@@ -36,7 +36,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from streamwreck.cli.checker import DEFAULT_CONCURRENCY, Check  # noqa: E402
+from streamwreck.checker import DEFAULT_CONCURRENCY  # noqa: E402
+from streamwreck.checker.check import Check  # noqa: E402
 from streamwreck.cli.produce import produce  # noqa: E402
 from streamwreck.core.aws import kinesis_client  # noqa: E402
 from streamwreck.core.ledger import MemcachedLedger  # noqa: E402
@@ -150,7 +151,7 @@ def main() -> int:
         def checker(concurrency: int) -> Callable[[], int]:
             def run() -> int:
                 document = Check(
-                    stream=stream, endpoint=api.url, grace=0, quiet=True, kinesis=own_client, concurrency=concurrency
+                    stream=stream, endpoint=api.url, grace=0, kinesis=own_client, concurrency=concurrency
                 ).run()
                 assert document["verdict"] == "clean", document["counts"]
                 return int(document["counts"]["checked"]) * kinesis_records // len(written)

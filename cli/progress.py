@@ -8,47 +8,16 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Protocol, Self
+from collections.abc import Sequence
+from typing import Any
 
-
-class Progress(Protocol):
-    def __enter__(self) -> Self: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def shard_started(self, shard_id: str) -> None: ...
-
-    def shard_read(self, shard_id: str, records: int) -> None: ...
-
-    def shard_finished(self, shard_id: str, ended: str) -> None: ...
-
-    def reconciled(self, records: int) -> None: ...
-
-
-class Silent:
-    def __enter__(self) -> Silent:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def shard_started(self, shard_id: str) -> None:
-        pass
-
-    def shard_read(self, shard_id: str, records: int) -> None:
-        pass
-
-    def shard_finished(self, shard_id: str, ended: str) -> None:
-        pass
-
-    def reconciled(self, records: int) -> None:
-        pass
+from streamwreck.checker.check import Progress, Silent
 
 
 class Live:
     """Rich's progress display: one task per shard, added when its reading starts (children after parents)."""
 
-    def __init__(self, shard_ids: list[str], stream: str) -> None:
+    def __init__(self, shard_ids: Sequence[str], stream: str) -> None:
         from rich.console import Console
         from rich.progress import Progress as RichProgress
         from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -96,7 +65,7 @@ class Live:
         return next(i for i, t in enumerate(self._progress.tasks) if t.id == task)
 
 
-def choose(quiet: bool, shard_ids: list[str], stream: str) -> Progress:
+def choose(quiet: bool, shard_ids: Sequence[str], stream: str) -> Progress:
     if quiet or not sys.stderr.isatty():
         return Silent()
     return Live(shard_ids, stream)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamwreck.checker.reading import UserRecord, backoff
-from streamwreck.checker.report import iso
 from streamwreck.core.aws import translate
+from streamwreck.core.clock import iso
 from streamwreck.core.errors import AwsError, StreamwreckError
 
 if TYPE_CHECKING:

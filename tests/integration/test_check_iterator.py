@@ -21,8 +21,8 @@ from typing import Any
 import boto3
 import pytest
 
+from streamwreck.checker.check import Check
 from streamwreck.checker.reading import ShardReader, list_shards
-from streamwreck.cli.checker import Check
 from streamwreck.cli.produce import produce
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.records import RecordId

@@ -2,7 +2,8 @@
 the session's memcached written by the real MemcachedLedger, and a real `streamwreck api` process.
 
 Each test writes a small stream, records in the ledger what "the consumer" processed, runs the command (in process,
-through streamwreck.cli.main.main, exactly as the console script does) and checks the report names exactly the right records.
+through streamwreck.cli.main.main, exactly as the console script does) and checks the report names exactly the right
+records.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from typing import Any
 import boto3
 import pytest
 
-from streamwreck.cli.checker import Check
+from streamwreck.checker.check import Check
 from streamwreck.cli.main import main
 from streamwreck.cli.produce import Written, produce
 from streamwreck.core.ledger import MemcachedLedger
@@ -403,7 +404,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
     """The processor checkpoints after publishing; the event still has to go through SNS, SQS and the recorder.
     A record behind the checkpoint that is not in the ledger yet is looked at again --settle seconds after the
     checkpoints were read: recorded in between, it is processed."""
-    import streamwreck.cli.checker
+    import streamwreck.checker.check
 
     create_stream(kinesis, unique, 1)
     written = produce(kinesis, unique, 20).records
@@ -413,7 +414,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
     process(ledger, unique, written[:-1])  # the last record's event is still on its way to the ledger
     late = written[-1]
     check = Check(stream=unique, endpoint=api_server.url, grace=0, settle=2.0, kcl_app=unique)
-    settle_until = streamwreck.cli.checker.settle_until
+    settle_until = streamwreck.checker.check.settle_until
     seen: list[list[str]] = []
 
     def recorder_catches_up_while_settling(moment: float) -> None:
@@ -424,7 +425,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
         process(ledger, unique, [late])
         settle_until(moment)
 
-    monkeypatch.setattr(streamwreck.cli.checker, "settle_until", recorder_catches_up_while_settling)
+    monkeypatch.setattr(streamwreck.checker.check, "settle_until", recorder_catches_up_while_settling)
     started = time.monotonic()
     document = check.run()
     assert seen == [[late.sequence_number]]

@@ -6,7 +6,8 @@ import argparse
 
 import pytest
 
-from streamwreck.cli.checker import parse_when, settle_until
+from streamwreck.checker.check import settle_until
+from streamwreck.cli.arguments import when as parse_when
 from streamwreck.cli.main import build_parser, main
 
 

@@ -10,7 +10,8 @@ from typing import Any
 
 from streamwreck.checker.aggregation import hash_key
 from streamwreck.checker.reading import ReadStats, Shard, UserRecord
-from streamwreck.checker.report import CSV_COLUMNS, build, headline, render
+from streamwreck.checker.render_text import CSV_COLUMNS
+from streamwreck.checker.report import build, headline, render
 from streamwreck.checker.tally import Tally
 from streamwreck.checker.verdict import Checkpoint, Judgement, LeasePosition, Status
 
