@@ -38,7 +38,7 @@ sys.path.insert(0, str(REPO))
 
 from streamwreck.checker import DEFAULT_CONCURRENCY  # noqa: E402
 from streamwreck.checker.check import Check  # noqa: E402
-from streamwreck.cli.produce import produce  # noqa: E402
+from streamwreck.checker.producer import produce  # noqa: E402
 from streamwreck.core.aws import kinesis_client  # noqa: E402
 from streamwreck.core.ledger import MemcachedLedger  # noqa: E402
 from streamwreck.core.records import RecordId  # noqa: E402

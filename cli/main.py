@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
+import logging
 import sys
-import traceback
 from collections.abc import Callable, Sequence
 from types import ModuleType
 
+from streamwreck.core import logs
 from streamwreck.core.errors import ConfigError, StreamwreckError
+from streamwreck.core.settings import CommonSettings, load_settings
 
 DESCRIPTION = """\
 streamwreck proves that every record written to a Kinesis data stream was processed by its consumer, and names
@@ -43,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "recorder",
         "run the recorder: processed events from SQS -> ledger entries in memcached",
     ),
-    "processor": ("streamwreck.processor.kcl_app", "processor", "run the KCL consumer under the MultiLangDaemon"),
+    "processor": ("streamwreck.processor.daemon", "processor", "run the KCL consumer under the MultiLangDaemon"),
 }
 
 
@@ -53,7 +54,7 @@ def _load(module_name: str) -> ModuleType | str:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = (exc.name or "").split(".")[0]
-        if missing in {"services", "cli"}:
+        if missing == "streamwreck":
             raise
         return missing
 
@@ -112,13 +113,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # a bug: one line, and exit 2 - never 1, which `check` uses for "records lost"
         print(
-            f"streamwreck {args.command}: internal error: {type(exc).__name__}: {exc} "
-            "(STREAMWRECK_TRACEBACK=1 shows where)",
+            f"streamwreck {args.command}: internal error (a bug): {type(exc).__name__}: {exc} "
+            "(STREAMWRECK_LOG_LEVEL=DEBUG logs the traceback)",
             file=sys.stderr,
         )
-        if os.environ.get("STREAMWRECK_TRACEBACK"):
-            traceback.print_exc()
+        _debug_log(exc)
         return 2
+
+
+def _debug_log(exc: Exception) -> None:
+    """The traceback of an internal error, as a JSON log line on stderr, when the log level is DEBUG."""
+    try:
+        level = load_settings(CommonSettings).log_level
+    except ConfigError:
+        return
+    if level == "DEBUG":
+        logs.configure(level)
+        logging.getLogger("streamwreck").debug(
+            "internal_error", exc_info=(type(exc), exc, exc.__traceback__), extra={"error": type(exc).__name__}
+        )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,9 @@ from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from streamwreck.api.reconcile import ReconcileRequest, RequestProblem
+from streamwreck.api.reconcile import RequestProblem
 from streamwreck.api.routes import router
+from streamwreck.core.answers import ReconcileRequest
 from streamwreck.core.errors import RejectedInputError, TransientError
 from streamwreck.core.ledger import Ledger, MemcachedLedger
 from streamwreck.core.settings import ApiSettings

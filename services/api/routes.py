@@ -8,17 +8,11 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from streamwreck.api.reconcile import (
-    EXAMPLE_SEQUENCE,
-    Problem,
-    ReconcileResponse,
-    RequestProblem,
-    parse_request,
-    reconcile,
-)
+from streamwreck.api.reconcile import RequestProblem, parse_request, reconcile
+from streamwreck.core.answers import ANSWER, EXAMPLE_SEQUENCE, Problem, ReconcileResponse
 from streamwreck.core.ledger import Ledger
 from streamwreck.core.settings import ApiSettings
 
@@ -117,7 +111,7 @@ async def post_reconcile(
         raise RequestProblem(422, "invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
     records = parse_request(document, stream, shard_id, settings.max_records_per_request)
     entries, health = await run_in_threadpool(_look_up, ledger, records)
-    return JSONResponse(reconcile(records, entries, health))
+    return Response(ANSWER.dump_json(reconcile(records, entries, health)), media_type="application/json")
 
 
 def _look_up(ledger: Ledger, records: list[Any]) -> tuple[Any, Any]:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamwreck.checker.reading import Shard
 from streamwreck.checker.verdict import Checkpoint, LeasePosition
-from streamwreck.core.aws import error_code, translate
+from streamwreck.core.aws import AWS_ERRORS, error_code, translate
 from streamwreck.core.errors import AwsError, LeaseTableError
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def read_leases(dynamodb: DynamoDBClient, table: str) -> list[dict[str, Any]]:
             if "LastEvaluatedKey" not in page:
                 return items
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         if error_code(exc) == "ResourceNotFoundException":
             raise AwsError(f"the KCL lease table {table!r} does not exist: is --kcl-app the application name?") from exc
         raise translate(exc, f"reading the lease table {table!r}") from exc
@@ -63,7 +63,7 @@ def creation_epoch(kinesis: KinesisClient, stream: str) -> int:
     """The stream's creation time in epoch seconds, as multi-stream lease keys carry it."""
     try:
         summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         raise translate(exc, f"describing {stream!r}", not_found=f"stream {stream!r}") from exc
     return int(summary["StreamCreationTimestamp"].timestamp())
 

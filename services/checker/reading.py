@@ -26,8 +26,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from streamwreck.checker.aggregation import MAGIC, deaggregate
-from streamwreck.core.aws import error_code, translate
-from streamwreck.core.errors import AwsError
+from streamwreck.core.aws import AWS_ERRORS, error_code, translate
+from streamwreck.core.errors import AwsError, TransientError
 
 if TYPE_CHECKING:
     from mypy_boto3_kinesis import KinesisClient
@@ -101,7 +101,7 @@ def list_shards(kinesis: KinesisClient, stream: str, sleep: Callable[[float], No
     while True:
         try:
             page = kinesis.list_shards(**kwargs)
-        except Exception as exc:
+        except AWS_ERRORS as exc:
             if error_code(exc) in THROTTLE_CODES and throttles < MAX_THROTTLES:
                 throttles += 1
                 sleep(backoff(throttles))
@@ -227,7 +227,7 @@ class ShardReader:
         while True:
             try:
                 return self.kinesis.get_shard_iterator(**kwargs)["ShardIterator"]
-            except Exception as exc:
+            except AWS_ERRORS as exc:
                 if error_code(exc) in THROTTLE_CODES and throttles < MAX_THROTTLES:
                     throttles += 1
                     self.stats.throttled += 1
@@ -242,7 +242,7 @@ class ShardReader:
         called_at = self.pace.wait()
         try:
             response: dict[str, Any] = self.kinesis.get_records(ShardIterator=iterator, Limit=self.limit)  # type: ignore[assignment]
-        except Exception as exc:
+        except AWS_ERRORS as exc:
             code = error_code(exc)
             if code == "ExpiredIteratorException":
                 return None
@@ -344,7 +344,7 @@ class ShardReader:
         return page, False
 
 
-class _Throttled(Exception):
+class _Throttled(TransientError):
     pass
 
 

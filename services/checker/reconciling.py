@@ -17,9 +17,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from streamwreck.checker.reading import UserRecord
 from streamwreck.checker.tally import RecordKey, key_of
 from streamwreck.checker.verdict import LedgerView
+from streamwreck.core.answers import ANSWER, LEDGER, ReconcileResponse, RecordRef
 from streamwreck.core.errors import ApiError, StreamwreckError
 
 CONNECT_ATTEMPTS = 4  # connection refused or reset: 0.25 s, 0.5 s, 1 s apart
@@ -103,7 +106,7 @@ class ReconcileApi:
         )
         return f'{{"stream":{json.dumps(stream)},"records":[{items}]}}'.encode()
 
-    def _post(self, stream: str, records: Sequence[UserRecord]) -> dict[str, Any] | _TooMany:
+    def _post(self, stream: str, records: Sequence[UserRecord]) -> bytes | _TooMany:
         httpx = self._httpx
         body = self._body(stream, records)
         connect_failures = unavailable = server_errors = 0
@@ -127,11 +130,7 @@ class ReconcileApi:
                 continue
             status = response.status_code
             if status == 200:
-                try:
-                    document: dict[str, Any] = response.json()
-                except ValueError:
-                    raise ApiError(f"{self.base_url}/reconcile answered 200 with a body that is not JSON") from None
-                return document
+                return response.content
             if status == 413:
                 match = re.search(r"limit is (\d+)", _message(response))
                 return _TooMany(int(match.group(1)) if match and int(match.group(1)) > 0 else None)
@@ -156,47 +155,48 @@ class ReconcileApi:
                 raise ApiError(f"{self.base_url}/reconcile does not exist (404): is --endpoint the streamwreck API?")
             raise ApiError(f"the reconcile API at {self.base_url} rejected a batch ({status}): {_message(response)}")
 
-    def _answer(self, document: Any, records: Sequence[UserRecord]) -> Answer:
-        """The answer, checked against the batch it answers: every record counted, none it was not asked about."""
+    def _answer(self, body: bytes, records: Sequence[UserRecord]) -> Answer:
+        """The answer, validated with the API's own answer type (:data:`ANSWER`) and checked against the batch it
+        answers: every record counted, none it was not asked about."""
         try:
-            return _parse_answer(document, records, self._clock())
-        except (KeyError, TypeError, ValueError) as exc:
-            detail = str(exc) if isinstance(exc, ValueError) else repr(exc)
+            answer = ANSWER.validate_json(body, strict=True)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            if first["type"] == "json_invalid":
+                raise ApiError(f"{self.base_url}/reconcile answered 200 with a body that is not JSON") from None
+            where = ".".join(str(part) for part in first["loc"]) or "the answer"
+            shown = repr(first["input"])
+            shown = shown if len(shown) <= 60 else shown[:57] + "..."
+            detail = f"{where}: {first['msg']}, got {shown}"
             raise ApiError(f"{self.base_url}/reconcile answered in an unexpected shape: {detail}") from None
+        try:
+            return _fit(answer, records, self._clock())
+        except ValueError as exc:
+            raise ApiError(f"{self.base_url}/reconcile answered in an unexpected shape: {exc}") from None
 
 
-def _parse_answer(document: Any, records: Sequence[UserRecord], received_at: float) -> Answer:
-    if not isinstance(document, dict):
-        raise ValueError(f"expected a JSON object, got {type(document).__name__}")
-    checked = document["checked"]
-    if isinstance(checked, bool) or checked != len(records):
-        raise ValueError(f"checked is {checked!r} for a batch of {len(records)} records")
+def _fit(answer: ReconcileResponse, records: Sequence[UserRecord], received_at: float) -> Answer:
+    """The answer as the checker uses it; ValueError when it does not answer this batch."""
+    if answer["checked"] != len(records):
+        raise ValueError(f"checked is {answer['checked']!r} for a batch of {len(records)} records")
     asked = {key_of(record) for record in records}
 
-    def key(item: Any, field: str) -> RecordKey:
-        if not isinstance(item, dict):
-            raise ValueError(f"{field}: expected records as objects, got {type(item).__name__}")
-        sub = item.get("sub_sequence_number", 0)
-        if isinstance(sub, bool) or not isinstance(sub, int):
-            raise ValueError(f"{field}: sub_sequence_number {sub!r} is not a whole number")
-        found = (item["shard_id"], item["sequence_number"], sub)
+    def key(item: RecordRef, field: str) -> RecordKey:
+        found = (item["shard_id"], item["sequence_number"], item["sub_sequence_number"])
         if found not in asked:
             raise ValueError(f"{field} names {found[0]} {found[1]}/{found[2]}, which the batch did not ask about")
         return found
 
-    unprocessed = frozenset(key(item, "unprocessed") for item in document["unprocessed"])
+    unprocessed = frozenset(key(item, "unprocessed") for item in answer["unprocessed"])
     duplicates: dict[RecordKey, int] = {}
-    for item in document.get("duplicates", []):
-        count = item.get("count") if isinstance(item, dict) else None
-        if isinstance(count, bool) or not isinstance(count, int) or count < 2:
-            raise ValueError(f"duplicates: count {count!r} is not a whole number of 2 or more")
-        found = key(item, "duplicates")
+    for duplicate in answer["duplicates"]:
+        found = key(duplicate, "duplicates")
         if found in unprocessed:
             raise ValueError(f"{found[0]} {found[1]}/{found[2]} is both unprocessed and a duplicate")
-        duplicates[found] = count
-    ledger = document["ledger"]
-    view = LedgerView.from_answer(ledger)
-    return Answer(unprocessed, duplicates, dict(ledger), received_at, view)
+        duplicates[found] = duplicate["count"]
+    ledger = answer["ledger"]
+    said: dict[str, Any] = LEDGER.dump_python(ledger, mode="json")
+    return Answer(unprocessed, duplicates, said, received_at, LedgerView.from_status(ledger))
 
 
 @dataclass(frozen=True)

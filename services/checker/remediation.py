@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from streamwreck.checker.reading import UserRecord, backoff
-from streamwreck.core.aws import translate
+from streamwreck.core.aws import AWS_ERRORS, translate
 from streamwreck.core.clock import iso
 from streamwreck.core.errors import AwsError, StreamwreckError
 
@@ -88,7 +88,7 @@ def put_all(
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 response = kinesis.put_records(StreamName=stream, Records=[batch[i] for i in pending])  # type: ignore[misc]
-            except Exception as exc:
+            except AWS_ERRORS as exc:
                 raise translate(exc, f"putting records onto {stream!r}", not_found=f"stream {stream!r}") from exc
             refused = []
             for index, result in zip(pending, response["Records"], strict=True):

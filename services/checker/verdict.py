@@ -21,9 +21,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from streamwreck.core.answers import LedgerStatus
 
 # memcached reports its start in whole seconds: a record that arrived within a second after the reported start may
 # still predate the real one.
@@ -65,47 +67,16 @@ class LedgerView:
     flushes: int | None = 0  # flush_all commands since the start; None when the API did not say (an older API)
 
     @classmethod
-    def from_answer(cls, ledger: Any) -> LedgerView:
-        """The API's ``ledger`` object, checked field by field; ValueError naming the first field that is wrong."""
-        if not isinstance(ledger, Mapping):
-            raise ValueError(f"ledger: expected an object, got {_shown(ledger)}")
-        healthy = ledger.get("healthy")
-        if not isinstance(healthy, bool):
-            raise ValueError(f"ledger.healthy: expected true or false, got {_shown(healthy)}")
-        started = ledger.get("started_at")
-        if started is not None and not isinstance(started, str):
-            raise ValueError(f"ledger.started_at: expected an ISO 8601 time or null, got {_shown(started)}")
-        flushes = ledger.get("flushes")
+    def from_status(cls, ledger: LedgerStatus) -> LedgerView:
+        """The API's ``ledger`` object (validated with :data:`streamwreck.core.answers.ANSWER`)."""
+        started = ledger["started_at"]
         return cls(
-            healthy=healthy,
-            evictions=_count(ledger, "evictions"),
-            started_at=parse_time(started, "ledger.started_at") if started is not None else None,
-            ttl_seconds=_count(ledger, "ttl_seconds"),
-            flushes=None if flushes is None else _count(ledger, "flushes"),
+            healthy=ledger["healthy"],
+            evictions=ledger["evictions"],
+            started_at=started.timestamp() if started is not None else None,
+            ttl_seconds=ledger["ttl_seconds"],
+            flushes=ledger.get("flushes"),
         )
-
-
-def _count(ledger: Mapping[str, Any], name: str) -> int:
-    value = ledger.get(name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"ledger.{name}: expected a whole number >= 0, got {_shown(value)}")
-    return value
-
-
-def _shown(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def parse_time(text: str, name: str = "time") -> float:
-    """ISO 8601 with a zone (a trailing Z allowed) to Unix seconds; ValueError naming ``name`` otherwise."""
-    try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"{name}: expected an ISO 8601 time, got {_shown(text)}") from None
-    if moment.tzinfo is None:
-        raise ValueError(f"{name}: expected a time with a zone (Z or +00:00), got {_shown(text)}")
-    return moment.timestamp()
 
 
 class LeasePosition(StrEnum):

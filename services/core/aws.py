@@ -16,7 +16,13 @@ import threading
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from streamwreck.core.errors import AwsError, StreamwreckError
+from botocore.exceptions import BotoCoreError, ClientError
+
+from streamwreck.core.errors import AwsError, WaitTimeout
+
+# What an AWS call raises when AWS (or the way to it) fails: catch exactly these before translate(), never Exception,
+# so that a bug in our own code is reported as one and not as an AWS error.
+AWS_ERRORS = (BotoCoreError, ClientError)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -79,7 +85,7 @@ def kinesis_client(max_connections: int = 10) -> KinesisClient:
     )
     try:
         return session().client("kinesis", config=config)
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         raise translate(exc, "creating the Kinesis client") from exc
 
 
@@ -88,7 +94,7 @@ def dynamodb_client() -> DynamoDBClient:
 
     try:
         return session().client("dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 5}))
-    except Exception as exc:
+    except AWS_ERRORS as exc:
         raise translate(exc, "creating the DynamoDB client") from exc
 
 
@@ -100,12 +106,10 @@ def error_code(exc: BaseException) -> str:
     return ""
 
 
-def translate(exc: BaseException, doing: str, not_found: str | None = None) -> StreamwreckError:
+def translate(exc: BotoCoreError | ClientError, doing: str, not_found: str | None = None) -> AwsError:
     """One clear line for a botocore exception raised while ``doing`` something; ``not_found`` names the resource."""
     from botocore import exceptions as bx
 
-    if isinstance(exc, StreamwreckError):
-        return exc
     if isinstance(exc, bx.NoCredentialsError | bx.PartialCredentialsError):
         return AwsError(
             f"no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (while {doing})"
@@ -127,8 +131,6 @@ def translate(exc: BaseException, doing: str, not_found: str | None = None) -> S
         return AwsError(f"access denied while {doing}: {_message(exc)}")
     if code:
         return AwsError(f"{code} while {doing}: {_message(exc)}")
-    if isinstance(exc, bx.BotoCoreError):
-        return AwsError(f"{type(exc).__name__} while {doing}: {exc}")
     return AwsError(f"{type(exc).__name__} while {doing}: {exc}")
 
 
@@ -137,3 +139,33 @@ def _message(exc: BaseException) -> str:
     if isinstance(response, dict):
         return str(response.get("Error", {}).get("Message", "")) or str(exc)
     return str(exc)
+
+
+def create_stream(kinesis: KinesisClient, stream: str, shards: int, timeout: float = 60.0) -> None:
+    """Create the stream (one that exists already is fine) and wait until it is ACTIVE."""
+    try:
+        kinesis.create_stream(StreamName=stream, ShardCount=shards)
+    except AWS_ERRORS as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise translate(exc, f"creating the stream {stream!r}") from exc
+    wait_stream_active(kinesis, stream, timeout)
+
+
+def wait_stream_active(kinesis: KinesisClient, stream: str, timeout: float = 60.0) -> str:
+    """Wait (boto3's ``stream_exists`` waiter) until the stream is ACTIVE; its ARN."""
+    from botocore.exceptions import WaiterError
+
+    delay = 0.2
+    try:
+        kinesis.get_waiter("stream_exists").wait(
+            StreamName=stream, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout / delay))}
+        )
+        arn: str = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    except WaiterError as exc:
+        if isinstance(exc.last_response, dict) and "Error" in exc.last_response:
+            code = exc.last_response["Error"].get("Code", "")
+            raise AwsError(f"{code} while waiting for the stream {stream!r} to become ACTIVE") from exc
+        raise WaitTimeout(f"stream {stream!r} is not ACTIVE after {timeout:g} s") from exc
+    except AWS_ERRORS as exc:
+        raise translate(exc, f"waiting for the stream {stream!r}", not_found=f"stream {stream!r}") from exc
+    return arn

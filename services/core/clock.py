@@ -43,8 +43,9 @@ def wait_until(
     sleep: Callable[[float], None] = time.sleep,
 ) -> T:
     """Call ``condition`` until it returns something truthy and return that; raise
-    :class:`~streamwreck.core.errors.WaitTimeout` naming ``what`` once ``timeout`` seconds have passed. The condition is always called at least once, and once more at the
-    deadline, so a slow machine that overshoots an interval still gets its last look."""
+    :class:`~streamwreck.core.errors.WaitTimeout` naming ``what`` once ``timeout`` seconds have passed. The
+    condition is always called at least once, and once more at the deadline, so a slow machine that overshoots an
+    interval still gets its last look."""
     deadline = clock() + timeout
     while True:
         result = condition()

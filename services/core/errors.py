@@ -5,11 +5,11 @@
     ├── TransientError              retry later; don't checkpoint, don't delete the message
     │   ├── LedgerUnavailableError  memcached did not answer
     │   ├── PublishError            SNS still failing after the retries
-    │   ├── ApiUnavailableError     the reconcile API did not answer, or answered 5xx, within the retries
     │   └── WaitTimeout             something awaited (a stream, a process, a lease) did not come in time
     ├── RejectedInputError          never retry this input; dead-letter it or answer 4xx, and move on
     ├── AwsError                    an AWS call failed for a reason retrying will not fix (credentials, not found, ...)
-    ├── ApiError                    the reconcile API refused the request or answered something malformed
+    ├── ApiError                    the reconcile API is unreachable or failing after the client's retries, refused
+    │                               the request, or answered something that does not fit it
     ├── LeaseTableError             the KCL lease table is not the audited stream's consumer's
     ├── LocalStackError             the embedded local stack could not do what was asked
     │   ├── StartError              a part did not start (its log's tail is in the message)
@@ -17,6 +17,9 @@
     │   └── NotUp                   a command that needs the stack, while none is up
     ├── DeployError                 a deployment step (CloudFormation, docker) failed
     └── InternalError               a bug: an exception nobody expected, kept as its __cause__
+
+Two live elsewhere, beside what raises them: ``streamwreck.api.reconcile.RequestProblem`` (a RejectedInputError
+with the HTTP status the API answers it with) and the checker's private stop and throttle signals.
 
 Library exceptions (botocore, pymemcache, httpx, socket) are caught by their own types at the boundary where they
 are raised and translated once, ``raise X(...) from exc``. The command line prints a StreamwreckError as one line
@@ -47,10 +50,6 @@ class PublishError(TransientError):
     """Processed events could not be published (SNS) after the retries."""
 
 
-class ApiUnavailableError(TransientError):
-    """The reconcile API could not be reached, or kept answering 5xx, within the client's retries."""
-
-
 class WaitTimeout(TransientError):
     """A condition awaited with :func:`streamwreck.core.clock.wait_until` did not come true in time."""
 
@@ -64,7 +63,8 @@ class AwsError(StreamwreckError):
 
 
 class ApiError(StreamwreckError):
-    """The reconcile API refused a request (4xx) or answered something that does not fit the request."""
+    """The reconcile API cannot answer: unreachable or failing (5xx, its ledger down) after the client's retries,
+    refusing the request (4xx), or answering something that does not fit the request."""
 
 
 class LeaseTableError(StreamwreckError):

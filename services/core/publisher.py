@@ -25,6 +25,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from streamwreck.core.aws import error_code
 from streamwreck.core.errors import PublishError, RejectedInputError
 from streamwreck.core.events import Pair, batch_requests, chunk_events
 
@@ -106,7 +107,7 @@ class EventPublisher:
                     PublishBatchRequestEntries=[{"Id": key, "Message": msg} for key, msg in pending.items()],
                 )
             except ClientError as exc:
-                code = exc.response.get("Error", {}).get("Code", "")
+                code = error_code(exc)
                 if code in _NOT_RETRIED:
                     raise PublishError(f"cannot publish to {self._topic_arn}: {code}: {exc}") from exc
                 if code in _REJECTED:

@@ -12,7 +12,7 @@ import hashlib
 import re
 from typing import Annotated, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic_core import ErrorDetails
 
 # As the Kinesis API reference defines them.
@@ -86,16 +86,6 @@ SubSequenceNumber = Annotated[
         examples=[0],
     ),
 ]
-
-
-class RecordRef(BaseModel):
-    """A record of a known stream, as the API and the events carry it."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    shard_id: ShardId
-    sequence_number: SequenceNumber
-    sub_sequence_number: SubSequenceNumber = 0
 
 
 def ledger_key(record: RecordId) -> str:

@@ -22,8 +22,8 @@ import boto3
 import pytest
 
 from streamwreck.checker.check import Check
+from streamwreck.checker.producer import produce
 from streamwreck.checker.reading import ShardReader, list_shards
-from streamwreck.cli.produce import produce
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings

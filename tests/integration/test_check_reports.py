@@ -26,8 +26,8 @@ from typing import Any
 import boto3
 import pytest
 
+from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
-from streamwreck.cli.produce import Written, produce
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings

@@ -18,8 +18,8 @@ import boto3
 import httpx
 import pytest
 
+from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
-from streamwreck.cli.produce import Written, produce
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings

@@ -25,8 +25,8 @@ import boto3
 import pytest
 
 from streamwreck.checker.check import Check
+from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
-from streamwreck.cli.produce import Written, produce
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings

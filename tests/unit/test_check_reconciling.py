@@ -138,7 +138,7 @@ def test_ledger_down_is_retried_after_retry_after_then_one_line() -> None:
         (httpx.Response(500, text="boom"), r"failed \(500\)"),
         (httpx.Response(200, text="not json"), "not JSON"),
         (httpx.Response(200, json={"checked": 1}), "unexpected shape"),
-        (httpx.Response(200, json=["not", "an", "object"]), "unexpected shape: expected a JSON object"),
+        (httpx.Response(200, json=["not", "an", "object"]), "unexpected shape: the answer: Input should be an object"),
     ],
 )
 def test_errors_are_one_line(response: httpx.Response, message: str) -> None:
@@ -170,15 +170,34 @@ STRANGER = rec(9)
     [
         pytest.param(
             answer_of(BATCH, ledger={**LEDGER, "started_at": "yesterday"}),
-            "ledger.started_at: expected an ISO 8601 time, got 'yesterday'",
+            "ledger.started_at: Input should be a valid datetime",
             id="malformed ledger time",
         ),
         pytest.param(
             answer_of(BATCH, ledger={**LEDGER, "evictions": "many"}), "ledger.evictions", id="malformed count"
         ),
-        pytest.param(answer_of(BATCH, ledger=None), "ledger: expected an object", id="no ledger object"),
+        pytest.param(
+            answer_of(BATCH, ledger=None), "ledger: Input should be an object, got None", id="no ledger object"
+        ),
+        pytest.param(
+            answer_of(BATCH, ledger={**LEDGER, "started_at": "2026-11-27T16:00:00"}),
+            "ledger.started_at: Input should have timezone info",
+            id="ledger time without a zone",
+        ),
+        pytest.param(
+            answer_of(BATCH, ledger={**LEDGER, "started_at": 1795795200}),
+            "ledger.started_at: Input should be a valid datetime",
+            id="ledger time as a number",
+        ),
+        pytest.param(answer_of(BATCH, ledger={**LEDGER, "healthy": "yes"}), "ledger.healthy", id="healthy not a bool"),
+        pytest.param(answer_of(BATCH, ledger={**LEDGER, "evictions": -1}), "ledger.evictions", id="negative count"),
+        pytest.param(answer_of(BATCH, ledger={**LEDGER, "flushes": 1.5}), "ledger.flushes", id="fractional count"),
         pytest.param(answer_of(BATCH, checked=2), "checked is 2 for a batch of 3 records", id="checked too few"),
-        pytest.param(answer_of(BATCH, checked=True), "checked is True", id="checked not a number"),
+        pytest.param(
+            answer_of(BATCH, checked=True),
+            "checked: Input should be a valid integer, got True",
+            id="checked not a number",
+        ),
         pytest.param(
             answer_of(BATCH, unprocessed=[ref(STRANGER)]),
             f"unprocessed names shardId-000000000000 {STRANGER.sequence_number}/0, which the batch did not ask about",
@@ -196,7 +215,7 @@ STRANGER = rec(9)
         ),
         pytest.param(
             answer_of(BATCH, duplicates=[ref(BATCH[0], count=1)]),
-            "count 1 is not a whole number of 2 or more",
+            "duplicates.0.count: Input should be greater than or equal to 2, got 1",
             id="duplicate once",
         ),
         pytest.param(

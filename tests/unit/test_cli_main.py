@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 
 import pytest
 
@@ -32,7 +34,7 @@ def _run_with(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> int:
     ("error", "code", "line"),
     [
         (ConfigError("STREAMWRECK_X is not set"), 2, "streamwreck api: configuration error: STREAMWRECK_X"),
-        (ValueError("boom"), 2, "streamwreck api: internal error: ValueError: boom"),
+        (ValueError("boom"), 2, "streamwreck api: internal error (a bug): ValueError: boom"),
         (KeyboardInterrupt(), 130, ""),
     ],
 )
@@ -50,3 +52,20 @@ def test_unknown_arguments_are_a_usage_error(capsys: pytest.CaptureFixture[str])
         cli_main.main(["api", "--nope"])
     assert info.value.code == 2
     assert "unrecognized arguments: --nope" in capsys.readouterr().err
+
+
+def test_an_internal_error_logs_its_traceback_at_debug(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    monkeypatch.setenv("STREAMWRECK_LOG_LEVEL", "DEBUG")
+    try:
+        assert _run_with(monkeypatch, ValueError("boom")) == 2
+    finally:
+        root.handlers[:], root.level = handlers, level
+    first, logged = capsys.readouterr().err.splitlines()
+    assert first.startswith("streamwreck api: internal error (a bug): ValueError: boom")
+    entry = json.loads(logged)
+    assert entry["event"] == "internal_error" and entry["level"] == "debug"
+    assert "Traceback" in entry["exc"] and entry["exc"].rstrip().endswith("ValueError: boom")

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from streamwreck.checker.producer import Produced, Written, payloads
 from streamwreck.cli.main import build_parser, main
-from streamwreck.cli.produce import Produced, Written, payloads, render_json, render_text
+from streamwreck.cli.produce import render_json, render_text
 
 
 def test_payloads_are_numbered_json_padded_to_size() -> None:
