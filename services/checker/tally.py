@@ -43,7 +43,6 @@ class Tally:
         self.processed: dict[str, Counter[int]] = defaultdict(Counter)  # processed or duplicate
         self.findings: dict[RecordKey, Finding] = {}
         self.ledger: dict[str, Any] | None = None  # the latest answer's ledger object
-        self.answers = 0
 
     def add_processed(self, records: Sequence[UserRecord], ledger: dict[str, Any]) -> None:
         """A batch the ledger holds entirely, once each: the common case, kept cheap."""
@@ -58,7 +57,6 @@ class Tally:
             for shard_id, count in per_shard.items():
                 self.counts[shard_id][Status.PROCESSED] += count
             self.ledger = ledger
-            self.answers += 1
 
     def add(
         self,
@@ -78,7 +76,6 @@ class Tally:
                     kept = record if status is Status.LOST else record._replace(data=b"")
                     self.findings[key_of(record)] = Finding(kept, status, reason, count)
             self.ledger = ledger
-            self.answers += 1
 
     def revise(self, key: RecordKey, judgement: Judgement, count: int, ledger: dict[str, Any]) -> None:
         """A second look at a finding (the final re-check of lost records) replaces the first."""

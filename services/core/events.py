@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from streamwreck.core.clock import iso
 from streamwreck.core.errors import RejectedInputError
 from streamwreck.core.records import (
     MAX_SUB_SEQUENCE,
@@ -57,13 +58,6 @@ class ProcessedEvent(BaseModel):
     def record_ids(self) -> list[RecordId]:
         return [RecordId(self.stream, self.shard_id, seq, sub) for seq, sub in self.records]
 
-    def to_json(self) -> str:
-        return encode(self.event_id, self.stream, self.shard_id, self.worker_id, self.processed_at, self.records)
-
-
-def _timestamp(at: datetime) -> str:
-    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-
 
 def encode(
     event_id: str, stream: str, shard_id: str, worker_id: str, processed_at: datetime, records: Sequence[Pair]
@@ -75,7 +69,7 @@ def encode(
             "stream": stream,
             "shard_id": shard_id,
             "worker_id": worker_id,
-            "processed_at": _timestamp(processed_at),
+            "processed_at": iso(processed_at),
         },
         separators=(",", ":"),
     )

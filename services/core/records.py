@@ -25,7 +25,6 @@ _NAME_RE = re.compile(NAME_PATTERN)
 
 KEY_PREFIX = "w1"
 KEY_DIGEST_BYTES = 12
-KEY_LENGTH = len(KEY_PREFIX) + 16  # 12 bytes are 16 base64 characters
 
 
 class RecordId(NamedTuple):

@@ -1,0 +1,98 @@
+"""The code map holds: what each folder may import, how long a module may grow, who reads the environment, and that
+every exception streamwreck raises belongs to its one error tree. Read from the source files (AST), no servers."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import inspect
+import pkgutil
+from pathlib import Path
+
+import pytest
+
+from streamwreck.core.errors import StreamwreckError
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE_FOLDERS = ("services", "cli", "deploy")  # installed as streamwreck, streamwreck.cli, streamwreck.deploy
+MAX_MODULE_LINES = 400
+SETTINGS_MODULE = ROOT / "services" / "core" / "settings.py"
+
+
+def sources(*folders: str) -> list[Path]:
+    return sorted(path for folder in folders for path in (ROOT / folder).rglob("*.py"))
+
+
+def imported_modules(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found |= {node.module} | {f"{node.module}.{alias.name}" for alias in node.names}
+    return found
+
+
+@pytest.mark.parametrize("path", sources("services"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_nothing_under_services_imports_the_command_line(path: Path) -> None:
+    assert not {m for m in imported_modules(path) if m == "streamwreck.cli" or m.startswith("streamwreck.cli.")}
+
+
+@pytest.mark.parametrize("path", sources("services", "cli"), ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_module_is_longer_than_the_limit(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.relative_to(ROOT)} has {lines} lines: split it along its seams"
+
+
+@pytest.mark.parametrize("path", sources(*PACKAGE_FOLDERS), ids=lambda p: str(p.relative_to(ROOT)))
+def test_only_the_settings_module_reads_the_environment(path: Path) -> None:
+    if path == SETTINGS_MODULE:
+        return
+    tree = ast.parse(path.read_text(), str(path))
+    reads = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "os"
+        and node.attr in {"environ", "getenv", "environb", "putenv"}
+    ]
+    assert not reads, f"{path.relative_to(ROOT)} reads the environment at lines {reads}: use streamwreck.core.settings"
+
+
+def test_the_checker_engine_neither_parses_arguments_nor_prints() -> None:
+    for path in sources("services/checker"):
+        assert "argparse" not in imported_modules(path), path
+        calls = ast.walk(ast.parse(path.read_text(), str(path)))
+        printing = [n.lineno for n in calls if isinstance(n, ast.Call) and getattr(n.func, "id", "") == "print"]
+        assert not printing, f"{path.relative_to(ROOT)} prints at {printing}: return data, let streamwreck.cli print"
+
+
+def test_every_exception_streamwreck_defines_belongs_to_the_error_tree() -> None:
+    import streamwreck.cli
+    import streamwreck.deploy
+
+    names = ["streamwreck", "streamwreck.cli", "streamwreck.deploy"]
+    for package in (streamwreck, streamwreck.cli, streamwreck.deploy):
+        names += [info.name for info in pkgutil.walk_packages(package.__path__, f"{package.__name__}.")]
+    strays = []
+    for name in dict.fromkeys(names):
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if (
+                inspect.isclass(value)
+                and issubclass(value, BaseException)
+                and value.__module__ == module.__name__
+                and not issubclass(value, StreamwreckError)
+            ):
+                strays.append(f"{module.__name__}.{value.__name__}")
+    assert not strays, f"not under StreamwreckError: {strays}"
+
+
+def test_the_package_is_the_only_top_level_import_name() -> None:
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert {name.split(".")[0] for name in setuptools["packages"]} == {"streamwreck"}
+    assert {name.split(".")[0] for name in setuptools["package-dir"]} == {"streamwreck"}
+    assert set(setuptools["package-dir"].values()) == set(PACKAGE_FOLDERS)
