@@ -33,9 +33,32 @@ def imported_modules(path: Path) -> set[str]:
     return found
 
 
+# The code map's "may import" column (README): folder -> the streamwreck subpackages its modules may import.
+MAY_IMPORT = {
+    "services/core": {"core"},
+    "services/api": {"core", "api"},
+    "services/recorder": {"core", "recorder"},
+    "services/processor": {"core", "processor"},
+    "services/checker": {"core", "checker"},
+    "services/local": {"core", "checker", "processor", "api", "recorder", "local"},
+    "deploy": {"core", "deploy"},
+}
+
+
+def subpackages(path: Path) -> set[str]:
+    return {m.split(".")[1] for m in imported_modules(path) if m.startswith("streamwreck.") and m.count(".") >= 1}
+
+
+@pytest.mark.parametrize("folder", sorted(MAY_IMPORT))
+def test_each_folder_imports_only_what_the_code_map_allows(folder: str) -> None:
+    for path in sources(folder):
+        beyond = subpackages(path) - MAY_IMPORT[folder]
+        assert not beyond, f"{path.relative_to(ROOT)} imports streamwreck.{sorted(beyond)}: see the README's code map"
+
+
 @pytest.mark.parametrize("path", sources("services"), ids=lambda p: str(p.relative_to(ROOT)))
 def test_nothing_under_services_imports_the_command_line(path: Path) -> None:
-    assert not {m for m in imported_modules(path) if m == "streamwreck.cli" or m.startswith("streamwreck.cli.")}
+    assert "cli" not in subpackages(path)
 
 
 @pytest.mark.parametrize("path", sources("services", "cli"), ids=lambda p: str(p.relative_to(ROOT)))
