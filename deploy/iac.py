@@ -1,28 +1,51 @@
-"""Read the deployment files as data: CloudFormation templates, the compose file, Dockerfiles, and which settings
-each service's code reads. The validation tests (tests/*/test_deploy_*.py) are built on these.
+"""Read the deployment files as data: CloudFormation templates, the compose file, Dockerfiles, and the variables
+each deployable takes (its settings class in streamwreck.core.settings); find the linters that check them. The IaC
+checks (tests/iac/) stand on these.
 """
 
 from __future__ import annotations
 
-import ast
-import re
 import shlex
-from collections.abc import Iterator
+import shutil
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic.fields import FieldInfo
 
-ROOT = Path(__file__).resolve().parent.parent
+from streamwreck.core.settings import ENV_PREFIX, SETTINGS_OF, variable
+from streamwreck.deploy.stacks import IMAGES, ROOT
+
 TEMPLATES = sorted((ROOT / "cfn").glob("*.yaml"))
+SERVICES_TEMPLATE = ROOT / "cfn" / "services.yaml"
 COMPOSE = ROOT / "docker-compose.yml"
-DOCKERFILES = {
-    "api": ROOT / "services" / "api" / "Dockerfile",
-    "recorder": ROOT / "services" / "recorder" / "Dockerfile",
-    "processor": ROOT / "services" / "processor" / "Dockerfile",
+# Each Dockerfile once, by its folder's name (the api Dockerfile builds the api and the checker images).
+DOCKERFILES = {Path(dockerfile).parent.name: ROOT / dockerfile for dockerfile, _ in IMAGES.values()}
+# Each deployable runs as the compose service and the image of its name, and as this task definition on ECS.
+TASK_DEFINITIONS = {
+    "api": "ApiTask",
+    "recorder": "RecorderTask",
+    "processor": "ProcessorTask",
+    "checker": "CheckerTask",
 }
-ENV_PREFIX = "STREAMWRECK_"
+# checkov pins dependencies of its own, so it lives in a venv of its own (deploy.mk: make iac-tools).
+IAC_VENV_BIN = ROOT / "build" / "iac-venv" / "bin"
+
+
+def linter(name: str) -> str:
+    """The path of a linter: beside this Python (the dev extra brings cfn-lint, hadolint, check-jsonschema), in the
+    IaC venv (checkov), or on PATH; FileNotFoundError saying how to install it."""
+    for folder in (Path(sys.executable).parent, IAC_VENV_BIN):
+        if (folder / name).is_file():
+            return str(folder / name)
+    found = shutil.which(name)
+    if found is None:
+        how = "run 'make iac-tools'" if name == "checkov" else "install the dev extra (make setup)"
+        raise FileNotFoundError(f"{name} is missing: {how}")
+    return found
 
 
 # --- CloudFormation -------------------------------------------------------------------------------------------------
@@ -148,120 +171,60 @@ def stage_environment(stages: list[Stage], target: str | None = None) -> dict[st
     return env
 
 
-# --- which settings a service reads ---------------------------------------------------------------------------------
-
-SERVICE_CODE = {
-    # service -> (its own package or modules, entry modules it shares with other services)
-    "api": (["services/api"], ["cli/services.py"]),
-    "recorder": (["services/recorder"], ["cli/services.py"]),
-    "processor": (["services/processor"], []),
-    "checker": (["cli/checker.py"], []),
-}
-# Packages that belong to one service: another service never reads settings through them.
-OWNED = ("services/api", "services/recorder", "services/processor", "services/local", "cli/services.py", "cli/local")
+# --- the variables each deployable takes ----------------------------------------------------------------------------
 
 
-def settings_fields() -> tuple[set[str], dict[str, set[str]]]:
-    """The Settings fields, and for each property of Settings the fields it reads."""
-    from streamwreck.core.settings import Settings
-
-    fields = set(Settings.model_fields)
-    tree = ast.parse((ROOT / "services" / "core" / "settings.py").read_text())
-    properties: dict[str, set[str]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.FunctionDef) and any(
-            isinstance(d, ast.Name) and d.id == "property" for d in node.decorator_list
-        ):
-            properties[node.name] = {
-                n.attr
-                for n in ast.walk(node)
-                if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name) and n.value.id == "self"
-            } & fields
-    return fields, properties
+def settings_variables(service: str) -> dict[str, FieldInfo]:
+    """Every STREAMWRECK_* variable of the deployable's settings class, with its field (required: no default)."""
+    return {variable(name): info for name, info in SETTINGS_OF[service].model_fields.items()}
 
 
-def _module_path(module: str) -> Path | None:
-    base = ROOT / Path(*module.split("."))
-    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
-        if candidate.is_file():
-            return candidate
-    return None
+def ours(names: Iterable[str]) -> set[str]:
+    return {name for name in names if name.startswith(ENV_PREFIX)}
 
 
-def _imports(path: Path) -> set[Path]:
-    found = set()
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
-        for name in names:
-            if name.split(".")[0] in {"services", "cli"}:
-                module = _module_path(name)
-                if module is not None:
-                    found.add(module)
-    return found
+def compose_variables(service: str, compose: dict[str, Any] | None = None) -> set[str]:
+    """The STREAMWRECK_* variables a compose service sets (a mapping or a list of NAME=value)."""
+    environment = (compose or load_compose())["services"][service].get("environment", {})
+    if isinstance(environment, list):
+        environment = [entry.partition("=")[0] for entry in environment]
+    return ours(environment)
 
 
-def service_modules(service: str) -> set[Path]:
-    """The service's own modules and every project module they import, except modules of other services."""
-    own, entries = SERVICE_CODE[service]
-    start: set[Path] = set()
-    for item in own:
-        path = ROOT / item
-        start |= set(path.rglob("*.py")) if path.is_dir() else ({path} if path.exists() else set())
-    own_prefixes = tuple(str(ROOT / item) for item in own)
-    seen: set[Path] = set()
-    queue = list(start)
-    while queue:
-        path = queue.pop()
-        if path in seen:
-            continue
-        seen.add(path)
-        for module in _imports(path):
-            text = str(module)
-            foreign = any(text.startswith(str(ROOT / o)) for o in OWNED) and not text.startswith(own_prefixes)
-            if not foreign:
-                queue.append(module)
-    return seen | {ROOT / entry for entry in entries}
+def task_variables(service: str, template: dict[str, Any] | None = None) -> set[str]:
+    """The STREAMWRECK_* variables the deployable's ECS task definition sets (either side of any Fn::If)."""
+    return ours(container_environment(template or load_template(SERVICES_TEMPLATE), TASK_DEFINITIONS[service]))
 
 
-_SETTINGS_HOLDER = re.compile(r"(^|_)settings$")
+def image_variables(service: str) -> set[str]:
+    """The STREAMWRECK_* variables the deployable's image sets (ENV), which every place it runs inherits."""
+    dockerfile, target = IMAGES[service]
+    return ours(stage_environment(parse_dockerfile(ROOT / dockerfile), target))
 
 
-def _holder_name(node: ast.expr) -> str | None:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    return None
+def unknown(service: str, names: Iterable[str]) -> set[str]:
+    """The STREAMWRECK_* variables among ``names`` that are no setting of the deployable: they would do nothing."""
+    return ours(names) - set(settings_variables(service))
 
 
-def settings_read(paths: set[Path]) -> tuple[set[str], set[str]]:
-    """(Settings fields read as ``settings.x`` / ``settings.require("x")``, STREAMWRECK_* names read from the
-    environment directly), over the given modules."""
-    fields, properties = settings_fields()
-    read: set[str] = set()
-    env: set[str] = set()
-    for path in paths:
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Attribute):
-                holder = _holder_name(node.value)
-                if holder and _SETTINGS_HOLDER.search(holder):
-                    if node.attr in fields:
-                        read.add(node.attr)
-                    read |= properties.get(node.attr, set())
-            if isinstance(node, ast.Call):
-                constants = [a.value for a in node.args if isinstance(a, ast.Constant) and isinstance(a.value, str)]
-                if isinstance(node.func, ast.Attribute) and node.func.attr == "require":
-                    read |= {c for c in constants if c in fields}
-                env |= {c for c in constants if re.fullmatch(rf"{ENV_PREFIX}[A-Z0-9_]+", c)}
-    return read, env
+def left_unset(service: str, names: Iterable[str]) -> dict[str, FieldInfo]:
+    """The deployable's variables that ``names`` leave out: each must have a default, or the service cannot start."""
+    given = set(names)
+    return {name: info for name, info in settings_variables(service).items() if name not in given}
 
 
-def variables_read(service: str) -> set[str]:
-    """Every STREAMWRECK_* variable the service's code reads, through Settings or directly."""
-    fields, env = settings_read(service_modules(service))
-    return {ENV_PREFIX + name.upper() for name in fields} | env
+def wiring_problems(service: str, names: Iterable[str]) -> list[str]:
+    """What is wrong with the STREAMWRECK_* variables ``names`` given to a deployable: a required one not given, one
+    that is not a setting of it. Empty when the wiring is right."""
+    names = set(names)
+    settings = SETTINGS_OF[service].__name__
+    problems = [
+        f"{name} is required by {service} ({settings}) but not set"
+        for name, info in left_unset(service, names).items()
+        if info.is_required()
+    ]
+    problems += [
+        f"{name} is not a setting of {service} ({settings}): it does nothing"
+        for name in sorted(unknown(service, names))
+    ]
+    return problems

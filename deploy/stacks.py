@@ -1,9 +1,9 @@
 """Deploy streamwreck to AWS with CloudFormation: the stacks of cfn/ in order, the images in between.
 
-  python deploy/stacks.py deploy  [--prefix streamwreck] [--only STACK,...] [--param STACK.Key=Value ...]
-  python deploy/stacks.py outputs [--prefix streamwreck]
-  python deploy/stacks.py check   [--prefix streamwreck]      run the checker once as a Fargate task, print its report
-  python deploy/stacks.py destroy [--prefix streamwreck] [--only STACK,...]
+  python -m streamwreck.deploy.stacks deploy  [--prefix streamwreck] [--only STACK,...] [--param STACK.Key=Value ...]
+  python -m streamwreck.deploy.stacks outputs [--prefix streamwreck]
+  python -m streamwreck.deploy.stacks check   [--prefix streamwreck]   run the checker once on Fargate, print its report
+  python -m streamwreck.deploy.stacks destroy [--prefix streamwreck] [--only STACK,...]
 
 Stacks (each named <prefix>-<stack>, deployed in this order, destroyed in the reverse one):
   network    VPC, subnets, NAT gateway, the tasks' security group, the logs' KMS key
@@ -12,8 +12,10 @@ Stacks (each named <prefix>-<stack>, deployed in this order, destroyed in the re
   registry   ECR repositories; then the images are built and pushed (docker) under --image-tag
   services   ECS cluster, Fargate services, load balancer, autoscaling, logs; exports the API endpoint
 
-Credentials and region are boto3's (AWS_PROFILE, AWS_REGION, ...); AWS_ENDPOINT_URL points it at an emulator.
+Credentials and region are boto3's (AWS_PROFILE, AWS_DEFAULT_REGION, ...); AWS_ENDPOINT_URL points it at an emulator.
 `destroy` also deletes the KCL application's DynamoDB tables, which KCL (not CloudFormation) created.
+botocore's errors become one AwsError line at the step that met them, a failed docker or git command one DeployError
+line; both exit 2. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -24,17 +26,22 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from streamwreck.core.errors import DeployError
+from botocore.exceptions import ClientError
+
+from streamwreck.core.aws import AWS_ERRORS, error_code, session, translate
+from streamwreck.core.clock import wait_until
+from streamwreck.core.errors import ConfigError, DeployError, StreamwreckError
 
 ROOT = Path(__file__).resolve().parent.parent
 CFN = ROOT / "cfn"
 STACKS = ("network", "ledger", "messaging", "registry", "services")
-# image name -> (Dockerfile, build target)
+# image -> (Dockerfile, build target); each deployable's image is named after its `streamwreck` command
 IMAGES = {
     "api": ("services/api/Dockerfile", "api"),
     "checker": ("services/api/Dockerfile", "checker"),
@@ -42,6 +49,10 @@ IMAGES = {
     "recorder": ("services/recorder/Dockerfile", None),
 }
 KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
+
+
+def stack_name(prefix: str, stack: str) -> str:
+    return f"{prefix}-{stack}"
 
 
 @dataclass(frozen=True)
@@ -52,7 +63,7 @@ class Plan:
     overrides: Mapping[str, Mapping[str, str]]
 
     def stack_name(self, stack: str) -> str:
-        return f"{self.prefix}-{stack}"
+        return stack_name(self.prefix, stack)
 
     def parameters(self, stack: str) -> dict[str, str]:
         """The parameters a stack gets: the names of the stacks it imports from, then the user's overrides."""
@@ -80,7 +91,7 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, str]]:
         key, sep, value = item.partition("=")
         stack, dot, name = key.partition(".")
         if not sep or not dot or not name or stack not in STACKS:
-            raise DeployError(f"--param {item!r}: expected STACK.Key=Value with STACK one of {', '.join(STACKS)}")
+            raise ConfigError(f"--param {item!r}: expected STACK.Key=Value with STACK one of {', '.join(STACKS)}")
         overrides.setdefault(stack, {})[name] = value
     return overrides
 
@@ -91,16 +102,23 @@ def select(only: str | None) -> list[str]:
     chosen = [name.strip() for name in only.split(",") if name.strip()]
     unknown = [name for name in chosen if name not in STACKS]
     if unknown:
-        raise DeployError(f"--only: unknown stack {unknown[0]!r}; the stacks are {', '.join(STACKS)}")
+        raise ConfigError(f"--only: unknown stack {unknown[0]!r}; the stacks are {', '.join(STACKS)}")
     return [name for name in STACKS if name in chosen]
 
 
 # --- CloudFormation -------------------------------------------------------------------------------------------------
 
 
-def stack_status(cfn: Any, name: str) -> str | None:
-    from botocore.exceptions import ClientError
+@contextmanager
+def aws(doing: str) -> Iterator[None]:
+    """botocore's exceptions raised while ``doing`` something, as one AwsError line (the CLI's translation)."""
+    try:
+        yield
+    except AWS_ERRORS as exc:
+        raise translate(exc, doing) from exc
 
+
+def stack_status(cfn: Any, name: str) -> str | None:
     try:
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     except ClientError as exc:
@@ -117,18 +135,16 @@ def outputs_of(cfn: Any, name: str) -> dict[str, str]:
 
 def wait_for(cfn: Any, name: str, poll: float, timeout: float, gone_ok: bool = False) -> str:
     """Poll until the stack leaves its *_IN_PROGRESS state; return the final status ("GONE" once deleted)."""
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def settled() -> str | None:
         status = stack_status(cfn, name)
-        if status is None and gone_ok:
-            return "GONE"
         if status is None:
+            if gone_ok:
+                return "GONE"
             raise DeployError(f"stack {name} disappeared")
-        if not status.endswith("_IN_PROGRESS"):
-            return status
-        if time.monotonic() > deadline:
-            raise DeployError(f"stack {name} is still {status} after {timeout:.0f}s")
-        time.sleep(poll)
+        return None if status.endswith("_IN_PROGRESS") else status
+
+    return wait_until(settled, timeout, f"stack {name} to finish its operation", interval=poll)
 
 
 def failure_reasons(cfn: Any, name: str, limit: int = 5) -> str:
@@ -145,8 +161,6 @@ def deploy_stack(
     cfn: Any, name: str, template: Path, parameters: Mapping[str, str], poll: float = 5.0, timeout: float = 3600.0
 ) -> dict[str, str]:
     """Create the stack or update it (no change is fine); return its outputs."""
-    from botocore.exceptions import ClientError
-
     request: dict[str, Any] = {
         "StackName": name,
         "TemplateBody": template.read_text(),
@@ -189,43 +203,66 @@ def delete_stack(cfn: Any, name: str, poll: float = 5.0, timeout: float = 3600.0
         raise DeployError(f"stack {name} ended {final}: {failure_reasons(cfn, name)}")
 
 
+def delete_kcl_tables(dynamodb: Any, application: str) -> None:
+    for suffix in KCL_TABLE_SUFFIXES:
+        table = f"{application}{suffix}"
+        try:
+            dynamodb.delete_table(TableName=table)
+            print(f"destroy: deleted the KCL table {table}", file=sys.stderr)
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException":
+                raise
+
+
 # --- images ---------------------------------------------------------------------------------------------------------
 
 
+def command(run: Callable[..., Any], argv: Sequence[str], **options: Any) -> Any:
+    """``run(argv, check=True, ...)``; a command that fails or cannot start is one DeployError line."""
+    try:
+        return run(list(argv), check=True, **options)
+    except (subprocess.CalledProcessError, OSError) as exc:
+        raise DeployError(f"{' '.join(argv[:2])}: {exc}") from exc
+
+
 def default_image_tag(run: Callable[..., Any] = subprocess.run) -> str:
-    """The commit; a dirty tree gets a timestamp too, since the repositories' tags are immutable."""
-    head = run(["git", "rev-parse", "--short=12", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-    tag = str(head.stdout).strip()
-    status = run(["git", "status", "--porcelain"], cwd=ROOT, capture_output=True, text=True, check=True)
-    if str(status.stdout).strip():
+    """The commit; a dirty tree gets a timestamp too, since the repositories' tags are immutable.
+
+    (Not an ISO time: a Docker tag admits no ':'.)"""
+    git = {"cwd": ROOT, "capture_output": True, "text": True}
+    tag = str(command(run, ["git", "rev-parse", "--short=12", "HEAD"], **git).stdout).strip()
+    if str(command(run, ["git", "status", "--porcelain"], **git).stdout).strip():
         tag += time.strftime("-dirty-%Y%m%d%H%M%S", time.gmtime())
     return tag
 
 
 def push_images(ecr: Any, registry_outputs: Mapping[str, str], tag: str, run: Callable[..., Any]) -> None:
-    auth = ecr.get_authorization_token()["authorizationData"][0]
+    with aws("getting an ECR login"):
+        auth = ecr.get_authorization_token()["authorizationData"][0]
     user, password = base64.b64decode(auth["authorizationToken"]).decode().split(":", 1)
     registry = auth["proxyEndpoint"].removeprefix("https://")
-    run(["docker", "login", "--username", user, "--password-stdin", registry], input=password, text=True, check=True)
+    command(run, ["docker", "login", "--username", user, "--password-stdin", registry], input=password, text=True)
     for image, (dockerfile, target) in IMAGES.items():
         uri = f"{registry_outputs[f'{image.capitalize()}RepositoryUri']}:{tag}"
         print(f"deploy: building and pushing {uri}", file=sys.stderr)
         build = ["docker", "build", "-f", dockerfile, "-t", uri]
         build += ["--target", target] if target else []
-        run([*build, "."], cwd=ROOT, check=True)
-        run(["docker", "push", uri], check=True)
+        command(run, [*build, "."], cwd=ROOT)
+        command(run, ["docker", "push", uri])
 
 
 # --- commands -------------------------------------------------------------------------------------------------------
 
 
 def cmd_deploy(args: argparse.Namespace, session: Any) -> int:
-    cfn = session.client("cloudformation")
+    overrides, stacks = parse_overrides(args.param), select(args.only)
     image_tag = args.image_tag or default_image_tag()
-    plan = Plan(args.prefix, args.stream or args.prefix, image_tag, parse_overrides(args.param))
-    for stack in select(args.only):
+    plan = Plan(args.prefix, args.stream or args.prefix, image_tag, overrides)
+    cfn = session.client("cloudformation")
+    for stack in stacks:
         name = plan.stack_name(stack)
-        outputs = deploy_stack(cfn, name, CFN / f"{stack}.yaml", plan.parameters(stack), args.poll, args.timeout)
+        with aws(f"deploying {name}"):
+            outputs = deploy_stack(cfn, name, CFN / f"{stack}.yaml", plan.parameters(stack), args.poll, args.timeout)
         if stack == "registry" and not args.skip_images:
             push_images(session.client("ecr"), outputs, image_tag, subprocess.run)
         if stack == "services" and "ApiEndpoint" in outputs:
@@ -234,73 +271,64 @@ def cmd_deploy(args: argparse.Namespace, session: Any) -> int:
 
 
 def cmd_outputs(args: argparse.Namespace, session: Any) -> int:
+    chosen = select(args.only)
     cfn = session.client("cloudformation")
     report = {}
-    for stack in select(args.only):
-        name = f"{args.prefix}-{stack}"
-        if stack_status(cfn, name) is not None:
-            report[stack] = outputs_of(cfn, name)
+    for stack in chosen:
+        name = stack_name(args.prefix, stack)
+        with aws(f"reading the outputs of {name}"):
+            if stack_status(cfn, name) is not None:
+                report[stack] = outputs_of(cfn, name)
     print(json.dumps(report, indent=2))
     return 0
 
 
 def cmd_destroy(args: argparse.Namespace, session: Any) -> int:
+    chosen = select(args.only)
     cfn = session.client("cloudformation")
-    for stack in reversed(select(args.only)):
-        name = f"{args.prefix}-{stack}"
-        application = None
-        if stack == "services" and stack_status(cfn, name) is not None:
-            application = outputs_of(cfn, name).get("ApplicationName")
-        delete_stack(cfn, name, args.poll, args.timeout)
-        if application:
-            delete_kcl_tables(session.client("dynamodb"), application)
+    for stack in reversed(chosen):
+        name = stack_name(args.prefix, stack)
+        with aws(f"deleting {name}"):
+            application = None
+            if stack == "services" and stack_status(cfn, name) is not None:
+                application = outputs_of(cfn, name).get("ApplicationName")
+            delete_stack(cfn, name, args.poll, args.timeout)
+            if application:
+                delete_kcl_tables(session.client("dynamodb"), application)
     return 0
-
-
-def delete_kcl_tables(dynamodb: Any, application: str) -> None:
-    from botocore.exceptions import ClientError
-
-    for suffix in KCL_TABLE_SUFFIXES:
-        table = f"{application}{suffix}"
-        try:
-            dynamodb.delete_table(TableName=table)
-            print(f"destroy: deleted the KCL table {table}", file=sys.stderr)
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] != "ResourceNotFoundException":
-                raise
 
 
 def cmd_check(args: argparse.Namespace, session: Any) -> int:
     """Run the checker task once in the private subnets; print its log; exit with its exit code."""
-    cfn = session.client("cloudformation")
-    network = outputs_of(cfn, f"{args.prefix}-network")
-    services = outputs_of(cfn, f"{args.prefix}-services")
-    ecs = session.client("ecs")
-    task = ecs.run_task(
-        cluster=services["ClusterName"],
-        taskDefinition=services["CheckerTaskDefinition"],
-        launchType="FARGATE",
-        networkConfiguration={
-            "awsvpcConfiguration": {
-                "subnets": network["PrivateSubnets"].split(","),
-                "securityGroups": [network["ServiceSecurityGroup"]],
-                "assignPublicIp": "DISABLED",
-            }
-        },
-    )["tasks"][0]
-    arn = task["taskArn"]
-    print(f"check: running {arn}", file=sys.stderr)
-    deadline = time.monotonic() + args.timeout
-    while True:
-        task = ecs.describe_tasks(cluster=services["ClusterName"], tasks=[arn])["tasks"][0]
-        if task["lastStatus"] == "STOPPED":
-            break
-        if time.monotonic() > deadline:
-            raise DeployError(f"the checker task is still {task['lastStatus']} after {args.timeout:.0f}s")
-        time.sleep(args.poll)
-    logs = session.client("logs")
-    stream = f"checker/checker/{arn.rsplit('/', 1)[-1]}"
-    events = logs.get_log_events(logGroupName=services["CheckerLogGroup"], logStreamName=stream, startFromHead=True)
+    with aws("running the checker task"):
+        cfn = session.client("cloudformation")
+        network = outputs_of(cfn, stack_name(args.prefix, "network"))
+        services = outputs_of(cfn, stack_name(args.prefix, "services"))
+        cluster = services["ClusterName"]
+        ecs = session.client("ecs")
+        task = ecs.run_task(
+            cluster=cluster,
+            taskDefinition=services["CheckerTaskDefinition"],
+            launchType="FARGATE",
+            networkConfiguration={
+                "awsvpcConfiguration": {
+                    "subnets": network["PrivateSubnets"].split(","),
+                    "securityGroups": [network["ServiceSecurityGroup"]],
+                    "assignPublicIp": "DISABLED",
+                }
+            },
+        )["tasks"][0]
+        arn = task["taskArn"]
+        print(f"check: running {arn}", file=sys.stderr)
+
+        def stopped() -> dict[str, Any] | None:
+            current: dict[str, Any] = ecs.describe_tasks(cluster=cluster, tasks=[arn])["tasks"][0]
+            return current if current["lastStatus"] == "STOPPED" else None
+
+        task = wait_until(stopped, args.timeout, f"the checker task {arn} to stop", interval=args.poll)
+        stream = f"checker/checker/{arn.rsplit('/', 1)[-1]}"
+        logs = session.client("logs")
+        events = logs.get_log_events(logGroupName=services["CheckerLogGroup"], logStreamName=stream, startFromHead=True)
     for event in events["events"]:
         print(event["message"])
     container = task["containers"][0]
@@ -312,7 +340,9 @@ def cmd_check(args: argparse.Namespace, session: Any) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="deploy/stacks.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m streamwreck.deploy.stacks",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--prefix", default="streamwreck", help="stack name prefix (default streamwreck)")
     parser.add_argument("--only", help="comma-separated stacks to act on (default all, in order)")
@@ -346,12 +376,10 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Any], int]] = {
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import boto3
-    from botocore.exceptions import BotoCoreError, ClientError
-
     try:
-        return COMMANDS[args.command](args, boto3.session.Session())
-    except (DeployError, ClientError, BotoCoreError, subprocess.CalledProcessError) as exc:
+        with aws(f"running {args.command}"):  # what no step below translated itself: creating a client, say
+            return COMMANDS[args.command](args, session())
+    except StreamwreckError as exc:
         print(f"{args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,7 +1,7 @@
-"""A deploy you can run here: `deploy/stacks.py` (what `make deploy` runs) deploys cfn/messaging.yaml into moto's
-CloudFormation, and the pipeline runs on the resources that stack created: processed events published to the
-stack's topic reach the stack's queue, the recorder stores them in a real memcached, and the API answers which
-records were processed. Then `destroy` removes the stack.
+"""A deploy you can run here: `python -m streamwreck.deploy.stacks` (what `make deploy` runs) deploys
+cfn/messaging.yaml into moto's CloudFormation, and the pipeline runs on the resources that stack created: processed
+events published to the stack's topic reach the stack's queue, the recorder stores them in a real memcached, and the
+API answers which records were processed. Then `destroy` removes the stack.
 
 moto's CloudFormation does not implement AWS::SNS::Subscription (nor AWS::SQS::QueuePolicy): it reports them
 created and creates nothing. The test applies the subscription exactly as the template declares it (protocol, the
@@ -14,7 +14,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +21,11 @@ import boto3
 from fastapi.testclient import TestClient
 
 from streamwreck.api.app import create_app
+from streamwreck.core.clock import wait_until
 from streamwreck.core.ledger import MemcachedLedger
 from streamwreck.core.publisher import EventPublisher
-from streamwreck.core.settings import LedgerSettings, load_settings
+from streamwreck.core.settings import ApiSettings, load_settings
+from streamwreck.deploy import iac
 from streamwreck.local.processes import Service
 from streamwreck.recorder.worker import Recorder
 
@@ -33,14 +34,12 @@ SHARD = "shardId-000000000000"
 
 
 def stacks(*args: str) -> subprocess.CompletedProcess[str]:
-    argv = [sys.executable, str(ROOT / "deploy" / "stacks.py"), "--poll", "0.2", "--timeout", "60", *args]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    argv = [sys.executable, "-m", "streamwreck.deploy.stacks", "--poll", "0.2", "--timeout", "60", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=120, env=dict(os.environ), cwd=ROOT)
 
 
 def declared_subscription() -> dict[str, Any]:
-    from cfnlint.decode import cfn_yaml
-
-    template = cfn_yaml.load(str(ROOT / "cfn" / "messaging.yaml"))
+    template = iac.load_template(ROOT / "cfn" / "messaging.yaml")
     subscription: dict[str, Any] = template["Resources"]["RecorderSubscription"]["Properties"]
     return subscription
 
@@ -89,14 +88,18 @@ def test_messaging_stack_deployed_into_moto_carries_the_pipeline(
     body = json.loads(peeked[0]["Body"])
     assert "TopicArn" not in body and "records" in body
 
-    settings = load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}")
+    settings = load_settings(ApiSettings, memcached_servers=f"127.0.0.1:{memcached.port}")
     ledger = MemcachedLedger.from_settings(settings)
     try:
         recorder = Recorder(sqs, outputs["QueueUrl"], ledger, wait_seconds=1, visibility_timeout=30)
         stored = 0
-        deadline = time.monotonic() + 30
-        while stored < 3 and time.monotonic() < deadline:
+
+        def all_stored() -> bool:
+            nonlocal stored
             stored += recorder.poll_once().records
+            return stored >= 3
+
+        wait_until(all_stored, 30, "the recorder to store the 3 records")
         assert stored == 3
 
         with TestClient(create_app(settings, ledger)) as client:

@@ -6,11 +6,8 @@ exported). No AWS account needed."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,14 +22,6 @@ TEMPLATES = {path.stem: iac.load_template(path) for path in iac.TEMPLATES}
 SERVICES = TEMPLATES["services"]
 # Actions that have no resource-level permissions: "*" is the only resource they take.
 RESOURCELESS = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
-CHECKOV = Path(os.environ.get("STREAMWRECK_CHECKOV", ROOT / "build" / "iac-venv" / "bin" / "checkov"))
-
-
-def tool(name: str) -> str:
-    path = Path(sys.executable).with_name(name)
-    found = str(path) if path.exists() else shutil.which(name)
-    assert found, f"{name} is missing: install the dev extra (make setup)"
-    return found
 
 
 def test_the_five_templates_are_there() -> None:
@@ -40,21 +29,22 @@ def test_the_five_templates_are_there() -> None:
 
 
 def test_cfn_lint_finds_nothing() -> None:
-    result = subprocess.run([tool("cfn-lint"), *map(str, iac.TEMPLATES)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [iac.linter("cfn-lint"), *map(str, iac.TEMPLATES)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_cfn_lint_does_catch_mistakes(tmp_path: Path) -> None:
     broken = tmp_path / "messaging.yaml"
     broken.write_text((ROOT / "cfn" / "messaging.yaml").read_text().replace("ShardCount: !Ref", "ShardCont: !Ref", 1))
-    result = subprocess.run([tool("cfn-lint"), str(broken)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([iac.linter("cfn-lint"), str(broken)], capture_output=True, text=True, timeout=120)
     assert result.returncode != 0 and "ShardCont" in result.stdout
 
 
 def run_checkov(*files: Path) -> list[dict[str, Any]]:
-    assert CHECKOV.exists(), f"checkov is missing at {CHECKOV}: run 'make iac-tools' (part of make setup)"
     result = subprocess.run(
-        [str(CHECKOV), "--skip-download", "-o", "json", "--framework", "cloudformation", "dockerfile", "-f"]
+        [iac.linter("checkov"), "--skip-download", "-o", "json", "--framework", "cloudformation", "dockerfile", "-f"]
         + [str(f) for f in files],
         capture_output=True,
         text=True,

@@ -4,9 +4,7 @@ processor and recorder, the API on localhost:8000, the producer and checker on d
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +15,9 @@ from streamwreck.deploy import iac
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def check_jsonschema() -> str:
-    tool = Path(sys.executable).with_name("check-jsonschema")
-    found = str(tool) if tool.exists() else shutil.which("check-jsonschema")
-    assert found, "check-jsonschema is missing: install the dev extra (make setup)"
-    return found
-
-
 def validate(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [check_jsonschema(), "--builtin-schema", "vendor.compose-spec", str(path)],
+        [iac.linter("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
         capture_output=True,
         text=True,
         timeout=60,

