@@ -57,7 +57,7 @@ lint: venv ## ruff and mypy (mypy reads the streamwreck package laid out by scri
 test: setup test-deps lint ## the whole suite: lint, unit, integration (real memcached, emulators, KCL daemon), end to end
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test-unit: venv test-deps ## the fast tests without servers (tests/unit; the IaC scan uses checkov)
+test-unit: venv ## the fast tests without servers (tests/unit)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
 demo: setup ## the whole pipeline on this machine: 1,000 records, a consumer that skips every 5th, the checker naming them

@@ -55,7 +55,7 @@ environment:
   STREAMWRECK_API_URL       the reconcile API (default http://127.0.0.1:8000); --endpoint overrides it
   STREAMWRECK_API_KEY       sent as X-Api-Key; --api-key overrides it
   STREAMWRECK_STREAM_NAME   the stream, when --stream is not given
-  AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL, AWS_REGION, AWS_PROFILE, ...  boto3's usual variables
+  AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_PROFILE, ...  boto3's usual variables
 
 examples:
   streamwreck check --stream orders

@@ -16,7 +16,7 @@ from streamwreck.core.settings import CommonSettings, load_settings
 DESCRIPTION = """\
 streamwreck proves that every record written to a Kinesis data stream was processed by its consumer, and names
 exactly the ones that were not. Settings come from STREAMWRECK_* environment variables; AWS endpoints and
-credentials from the standard AWS_* ones (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_REGION, ...)."""
+credentials from the standard AWS_* ones (AWS_ENDPOINT_URL, AWS_ENDPOINT_URL_KINESIS, AWS_DEFAULT_REGION, ...)."""
 
 EPILOG = """\
 examples:

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from streamwreck.core.answers import REQUEST, Problem, ReconcileResponse, RecordRef
+from streamwreck.core.answers import REQUEST, DuplicateRecord, Problem, ReconcileResponse, RecordRef
 from streamwreck.core.errors import RejectedInputError
 from streamwreck.core.ledger import Entry, LedgerHealth
 from streamwreck.core.records import RecordId, SequenceNumber, error_message, validate_name
@@ -99,7 +99,12 @@ def reconcile(
     """The answer (:class:`ReconcileResponse`, serialized by :data:`ANSWER`)."""
     unprocessed = [_ref(record) for record in records if record not in entries]
     duplicates = [
-        {**_ref(record), "count": entries[record].count}
+        DuplicateRecord(
+            shard_id=record.shard_id,
+            sequence_number=record.sequence_number,
+            sub_sequence_number=record.sub_sequence_number,
+            count=entries[record].count,
+        )
         for record in dict.fromkeys(records)
         if record in entries and entries[record].count > 1
     ]

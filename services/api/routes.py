@@ -103,7 +103,7 @@ async def post_reconcile(
     shard_id: Annotated[
         str | None, Query(description="With an array body: the shard.", examples=["shardId-000000000000"])
     ] = None,
-) -> JSONResponse:
+) -> Response:
     raw = await request.body()
     try:
         document = json.loads(raw)

@@ -6,7 +6,7 @@ share one botocore data loader, so the service models are parsed once per proces
 epoch timestamps straight to UTC (see :func:`parse_timestamp`).
 
 Endpoints, region and credentials are boto3's own business (``AWS_ENDPOINT_URL``, ``AWS_ENDPOINT_URL_KINESIS``,
-``AWS_REGION``, profiles, ...): nothing here names an endpoint, so production and tests run the same code.
+``AWS_DEFAULT_REGION``, profiles, ...): nothing here names an endpoint, so production and tests run the same code.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def translate(exc: BotoCoreError | ClientError, doing: str, not_found: str | Non
             f"no AWS credentials found: set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (while {doing})"
         )
     if isinstance(exc, bx.NoRegionError):
-        return AwsError(f"no AWS region configured: set AWS_REGION (while {doing})")
+        return AwsError(f"no AWS region configured: set AWS_DEFAULT_REGION or a profile's region (while {doing})")
     if isinstance(exc, bx.EndpointConnectionError | bx.ConnectionClosedError | bx.ConnectTimeoutError):
         return AwsError(f"cannot reach AWS while {doing}: {exc}")
     if isinstance(exc, bx.ReadTimeoutError):
@@ -155,10 +155,9 @@ def wait_stream_active(kinesis: KinesisClient, stream: str, timeout: float = 60.
     """Wait (boto3's ``stream_exists`` waiter) until the stream is ACTIVE; its ARN."""
     from botocore.exceptions import WaiterError
 
-    delay = 0.2
-    try:
+    try:  # it asks at once, then every second
         kinesis.get_waiter("stream_exists").wait(
-            StreamName=stream, WaiterConfig={"Delay": delay, "MaxAttempts": max(1, int(timeout / delay))}
+            StreamName=stream, WaiterConfig={"Delay": 1, "MaxAttempts": max(1, int(timeout))}
         )
         arn: str = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
     except WaiterError as exc:
