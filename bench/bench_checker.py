@@ -40,7 +40,7 @@ from streamwreck.checker import DEFAULT_CONCURRENCY  # noqa: E402
 from streamwreck.checker.check import Check  # noqa: E402
 from streamwreck.checker.producer import produce  # noqa: E402
 from streamwreck.core.aws import kinesis_client  # noqa: E402
-from streamwreck.core.ledger import MemcachedLedger  # noqa: E402
+from streamwreck.core.ledger import open_ledger  # noqa: E402
 from streamwreck.core.records import RecordId  # noqa: E402
 from streamwreck.core.settings import load_settings  # noqa: E402
 from streamwreck.local import processes  # noqa: E402
@@ -133,7 +133,7 @@ def main() -> int:
         write_started = time.perf_counter()
         written = produce(kinesis, stream, args.records, aggregate=args.aggregate, size=100).records
         write_seconds = time.perf_counter() - write_started
-        ledger = MemcachedLedger.from_settings(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
+        ledger = open_ledger(load_settings(memcached_servers=f"127.0.0.1:{memcached.port}"))
         ids = [RecordId(stream, w.shard_id, w.sequence_number, w.sub_sequence_number) for w in written]
         for start in range(0, len(ids), 5000):
             ledger.record(ids[start : start + 5000], uuid.uuid4().hex, int(time.time()))

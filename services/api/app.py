@@ -18,7 +18,7 @@ from streamwreck.api.reconcile import RequestProblem
 from streamwreck.api.routes import router
 from streamwreck.core.answers import ReconcileRequest
 from streamwreck.core.errors import RejectedInputError, TransientError
-from streamwreck.core.ledger import Ledger, MemcachedLedger
+from streamwreck.core.ledger import Ledger, open_ledger
 from streamwreck.core.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ only when `ledger` shows no evictions, a start before the record was written, an
 def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.ledger = ledger or MemcachedLedger.from_settings(settings)
+        app.state.ledger = ledger or open_ledger(settings)
         try:
             yield
         finally:

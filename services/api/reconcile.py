@@ -98,6 +98,9 @@ def reconcile(
 ) -> ReconcileResponse:
     """The answer (:class:`ReconcileResponse`, serialized by :data:`ANSWER`)."""
     unprocessed = [_ref(record) for record in records if record not in entries]
+    unreadable = [
+        _ref(record) for record in dict.fromkeys(records) if record in entries and not entries[record].readable
+    ]
     duplicates = [
         DuplicateRecord(
             shard_id=record.shard_id,
@@ -112,6 +115,7 @@ def reconcile(
         "checked": len(records),
         "unprocessed": unprocessed,
         "duplicates": duplicates,
+        "unreadable": unreadable,
         "ledger": {
             "healthy": health.healthy,
             "evictions": health.evictions,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 
 from streamwreck.api.reconcile import RequestProblem, parse_request, reconcile
 from streamwreck.core.answers import ANSWER, EXAMPLE_SEQUENCE, Problem, ReconcileResponse
+from streamwreck.core.errors import LedgerUnavailableError
 from streamwreck.core.ledger import Ledger
 from streamwreck.core.settings import ApiSettings
 
@@ -115,7 +116,10 @@ async def post_reconcile(
 
 
 def _look_up(ledger: Ledger, records: list[Any]) -> tuple[Any, Any]:
-    return ledger.lookup(records), ledger.health()
+    entries, health = ledger.lookup(records), ledger.health()
+    if health.conflict:  # the recorder writes another format: every answer would be wrong, so give none
+        raise LedgerUnavailableError(health.conflict)
+    return entries, health
 
 
 class Alive(BaseModel):

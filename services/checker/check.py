@@ -230,7 +230,7 @@ class Check:
         return self.tally
 
     def _judge(self, tally: Tally, batch: Sequence[UserRecord], answer: Answer, revise: bool = False) -> None:
-        if not revise and not answer.unprocessed and not answer.duplicates:
+        if not revise and not answer.unprocessed and not answer.duplicates and not answer.unreadable:
             tally.add_processed(batch, answer.ledger)
             return
         checkpoints = self._checkpoints
@@ -245,6 +245,7 @@ class Check:
                 ledger=answer.view,
                 now=answer.received_at,
                 grace=self.grace,
+                readable=key_of(record) not in answer.unreadable,
             )
             for record, count in zip(batch, counts, strict=True)
         ]

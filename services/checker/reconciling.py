@@ -37,10 +37,11 @@ class Answer:
     ledger: dict[str, Any]  # the API's ledger object, as it said it (for the report)
     received_at: float  # Unix seconds: the moment the evidence is from
     view: LedgerView  # the ledger object, checked and parsed
+    unreadable: frozenset[RecordKey] = frozenset()  # records whose ledger data could not be read
 
     def count(self, key: RecordKey) -> int:
         """How many processed events the ledger holds for a record of the batch asked about."""
-        if key in self.unprocessed:
+        if key in self.unprocessed or key in self.unreadable:
             return 0
         return self.duplicates.get(key, 1)
 
@@ -194,9 +195,14 @@ def _fit(answer: ReconcileResponse, records: Sequence[UserRecord], received_at: 
         if found in unprocessed:
             raise ValueError(f"{found[0]} {found[1]}/{found[2]} is both unprocessed and a duplicate")
         duplicates[found] = duplicate["count"]
+    unreadable = frozenset(key(item, "unreadable") for item in answer.get("unreadable", []))
+    both = unreadable & (unprocessed | duplicates.keys())
+    if both:
+        first = min(both)
+        raise ValueError(f"{first[0]} {first[1]}/{first[2]} is both unreadable and unprocessed or a duplicate")
     ledger = answer["ledger"]
     said: dict[str, Any] = LEDGER.dump_python(ledger, mode="json")
-    return Answer(unprocessed, duplicates, said, received_at, LedgerView.from_status(ledger))
+    return Answer(unprocessed, duplicates, said, received_at, LedgerView.from_status(ledger), unreadable)
 
 
 @dataclass(frozen=True)
@@ -225,6 +231,7 @@ def _merge(parts: Sequence[Answer]) -> Answer:
         parts[-1].ledger,
         parts[-1].received_at,
         view,
+        frozenset().union(*(part.unreadable for part in parts)),
     )
 
 

@@ -11,7 +11,7 @@ it. A record the ledger does not hold is, in this order:
   no lease and no relative's lease vouches for the consumer; or the ledger cannot vouch for its absence: the ledger
   evicted entries or was flushed, or a memcached node started after the record arrived (its entry may have been
   written before the restart), or the record is older than the ledger's TTL (its entry may have expired), or a node
-  did not answer;
+  did not answer, or the ledger's data for the record could not be read;
 - ``lost`` otherwise: the ledger was intact for the whole life of the record and has no entry for it.
 
 Never ``lost`` for want of evidence: every doubt resolves to ``in_flight`` or ``unknown``.
@@ -126,8 +126,10 @@ def judge(
     ledger: LedgerView,
     now: float,
     grace: float,
+    readable: bool = True,
 ) -> Judgement:
-    """The status of one record. ``count`` is how many processed events the ledger holds for it (0: none)."""
+    """The status of one record. ``count`` is how many processed events the ledger holds for it (0: none);
+    ``readable`` is False when the ledger's data for it could not be read (then the count says nothing)."""
     if count > 1:
         return Judgement(Status.DUPLICATE, f"processed {count} times")
     if count == 1:
@@ -152,6 +154,8 @@ def judge(
         )
     if checkpoint is not None and checkpoint.position is LeasePosition.NOT_LEASED:
         return Judgement(Status.UNKNOWN, "its shard has no lease, nor has any parent or sibling of it")
+    if not readable:
+        return Judgement(Status.UNKNOWN, "its ledger data could not be read (corrupt or cut short)")
     if not ledger.healthy:
         return Judgement(Status.UNKNOWN, "a ledger node did not answer")
     if ledger.evictions > 0:

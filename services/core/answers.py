@@ -128,6 +128,17 @@ class ReconcileResponse(TypedDict):
             ],
         ),
     ]
+    # Not required: an API older than the compact ledger did not say (its ledger could not tell).
+    unreadable: NotRequired[
+        Annotated[
+            list[RecordRef],
+            Field(
+                description="Records whose ledger data could not be read (corrupt or cut short): the ledger cannot "
+                "say whether they were processed, so they are neither processed nor missing.",
+                examples=[[]],
+            ),
+        ]
+    ]
     ledger: Annotated[LedgerStatus, Field(description="What the ledger can vouch for when it answers `unprocessed`.")]
 
 

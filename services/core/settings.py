@@ -54,6 +54,12 @@ class LedgerSettings(CommonSettings):
         description="How long a ledger entry lives: at least the stream's retention period.",
     )
 
+    ledger_format: Literal["buckets", "records"] = Field(
+        "buckets",
+        description="How the ledger is kept: `buckets` (many records an item, about 7 bytes a record) or `records` "
+        "(an item a record, 94 bytes: the first releases' format). The API and the recorder must agree.",
+    )
+
     @field_validator("memcached_servers")
     @classmethod
     def _servers_parse(cls, value: str) -> str:

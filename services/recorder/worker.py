@@ -163,10 +163,9 @@ def serve(settings: RecorderSettings) -> int:
 
     import boto3
 
-    from streamwreck.core.ledger import MemcachedLedger
+    from streamwreck.core.ledger import open_ledger
 
-    assert settings.queue_url is not None
-    ledger = MemcachedLedger.from_settings(settings)
+    ledger = open_ledger(settings)
     recorder = Recorder(
         boto3.client("sqs", region_name=settings.region),
         settings.queue_url,

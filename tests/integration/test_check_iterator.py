@@ -24,7 +24,7 @@ import pytest
 from streamwreck.checker.check import Check
 from streamwreck.checker.producer import produce
 from streamwreck.checker.reading import ShardReader, list_shards
-from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.ledger import open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local import processes
@@ -119,9 +119,7 @@ def test_a_whole_check_survives_an_expired_iterator(
 ) -> None:
     kinesis = client(clocked, expire_on_call=2)  # after the first page: the caught-up read meets the expiry
     written = make_stream(kinesis, unique, 20)
-    with closing(
-        MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))
-    ) as ledger:
+    with closing(open_ledger(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))) as ledger:
         ledger.record(
             [RecordId(unique, w.shard_id, w.sequence_number, 0) for w in written], uuid.uuid4().hex, int(time.time())
         )

@@ -28,7 +28,7 @@ import pytest
 
 from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
-from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.ledger import open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local.processes import Service
@@ -75,7 +75,7 @@ def scenario(
         kinesis.create_stream(StreamName=stream, ShardCount=2)
         wait_stream_active(kinesis, stream, STREAM_ACTIVE_TIMEOUT)
         servers = f"127.0.0.1:{memcached.port}"
-        with closing(MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
+        with closing(open_ledger(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
             started = ledger.health().started_at
         assert started is not None
         while time.time() < started.timestamp() + 2:  # records must arrive after the ledger's start second
@@ -95,7 +95,7 @@ def scenario(
         # shard 1: checkpointed at its 5th record; one lost before it, everything after it not reached yet
         skipped = {plain0[3], plain0[4], lost_sub, plain1[1]}
         processed = [w for w in s0 if w not in skipped] + [w for w in s1[:5] if w not in skipped]
-        with closing(MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
+        with closing(open_ledger(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
             ledger.record(_ids(stream, processed), "event-1", int(time.time()))
             ledger.record(_ids(stream, [plain0[6]]), "event-2", int(time.time()))
         app = f"{stream}-app"

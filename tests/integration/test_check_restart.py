@@ -20,7 +20,7 @@ import pytest
 
 from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
-from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.ledger import Ledger, open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local import processes
@@ -63,8 +63,8 @@ def stack(tmp_path: Path) -> Iterator[OwnStack]:
     own.memcached.stop()
 
 
-def ledger_on(node: Service) -> MemcachedLedger:
-    return MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{node.port}"))
+def ledger_on(node: Service) -> Ledger:
+    return open_ledger(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{node.port}"))
 
 
 def wait_past_start(node: Service) -> None:

@@ -1,5 +1,5 @@
 """`streamwreck check` against real parts: streams in kinesis-local, leases in moto's DynamoDB, ledger entries in
-the session's memcached written by the real MemcachedLedger, and a real `streamwreck api` process.
+the session's memcached written by the real memcached ledger, and a real `streamwreck api` process.
 
 Each test writes a small stream, records in the ledger what "the consumer" processed, runs the command (in process,
 through streamwreck.cli.main.main, exactly as the console script does) and checks the report names exactly the right
@@ -27,7 +27,7 @@ import pytest
 from streamwreck.checker.check import Check
 from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
-from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.ledger import Ledger, open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local import processes
@@ -44,10 +44,8 @@ def kinesis(aws_env: dict[str, str]) -> Any:
 
 
 @pytest.fixture
-def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
-    the_ledger = MemcachedLedger.from_settings(
-        load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}")
-    )
+def ledger(memcached: Service) -> Iterator[Ledger]:
+    the_ledger = open_ledger(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))
     try:
         # A record that arrived within a second of memcached's start is rightly `unknown`: begin after that second.
         started = the_ledger.health().started_at
@@ -68,7 +66,7 @@ def ids(stream: str, records: Iterable[Written]) -> list[RecordId]:
     return [RecordId(stream, r.shard_id, r.sequence_number, r.sub_sequence_number) for r in records]
 
 
-def process(ledger: MemcachedLedger, stream: str, records: Iterable[Written], event: str | None = None) -> None:
+def process(ledger: Ledger, stream: str, records: Iterable[Written], event: str | None = None) -> None:
     """What the consumer + recorder would leave behind: one processed event naming these records."""
     ledger.record(ids(stream, records), event or uuid.uuid4().hex, int(time.time()))
 
@@ -105,7 +103,7 @@ def by_status(document: dict[str, Any], status: str) -> set[tuple[str, str, int]
 
 def test_multi_shard_stream_names_exactly_the_unprocessed_records(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -146,7 +144,7 @@ def test_multi_shard_stream_names_exactly_the_unprocessed_records(
 
 def test_split_and_merge_parents_are_read_before_children(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -190,7 +188,7 @@ def test_split_and_merge_parents_are_read_before_children(
 
 def test_one_lost_sub_record_among_aggregated_ones(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -260,7 +258,7 @@ def put_lease(dynamodb: Any, table: str, shard: dict[str, Any], checkpoint: str,
 
 def test_records_beyond_the_consumers_checkpoint_are_in_flight(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -322,7 +320,7 @@ def test_records_beyond_the_consumers_checkpoint_are_in_flight(
 
 def test_a_lease_table_that_is_not_this_streams_consumers_is_an_error(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -368,7 +366,7 @@ def test_a_lease_table_that_is_not_this_streams_consumers_is_an_error(
 
 def test_a_child_shard_not_leased_yet_is_in_flight_while_its_parent_is_being_read(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -396,7 +394,7 @@ def test_a_child_shard_not_leased_yet_is_in_flight_while_its_parent_is_being_rea
 
 def test_a_record_recorded_while_the_check_settles_is_processed(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     monkeypatch: pytest.MonkeyPatch,
@@ -436,7 +434,7 @@ def test_a_record_recorded_while_the_check_settles_is_processed(
 
 def test_new_records_within_the_grace_are_in_flight(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -457,7 +455,7 @@ def test_new_records_within_the_grace_are_in_flight(
 
 def test_a_record_processed_twice_is_a_duplicate(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -489,7 +487,7 @@ def test_a_record_processed_twice_is_a_duplicate(
 
 def test_export_and_redrive_the_lost_records(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -535,7 +533,7 @@ def test_export_and_redrive_the_lost_records(
 
 def test_since_and_until_bound_the_records_checked(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,
@@ -630,7 +628,7 @@ def test_progress_per_shard_on_a_terminal_only(
 
 def test_multi_stream_leases_of_an_earlier_stream_of_the_same_name_are_ignored(
     kinesis: Any,
-    ledger: MemcachedLedger,
+    ledger: Ledger,
     api_server: Service,
     unique: str,
     tmp_path: Path,

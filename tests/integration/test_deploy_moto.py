@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from streamwreck.api.app import create_app
 from streamwreck.core.clock import wait_until
-from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.ledger import open_ledger
 from streamwreck.core.publisher import EventPublisher
 from streamwreck.core.settings import ApiSettings, load_settings
 from streamwreck.deploy import iac
@@ -89,7 +89,7 @@ def test_messaging_stack_deployed_into_moto_carries_the_pipeline(
     assert "TopicArn" not in body and "records" in body
 
     settings = load_settings(ApiSettings, memcached_servers=f"127.0.0.1:{memcached.port}")
-    ledger = MemcachedLedger.from_settings(settings)
+    ledger = open_ledger(settings)
     try:
         recorder = Recorder(sqs, outputs["QueueUrl"], ledger, wait_seconds=1, visibility_timeout=30)
         stored = 0

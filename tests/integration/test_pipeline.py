@@ -23,7 +23,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from streamwreck.api.app import create_app
-from streamwreck.core.ledger import MemcachedLedger
+from streamwreck.core.ledger import Ledger, open_ledger
 from streamwreck.core.publisher import EventPublisher
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import ApiSettings, LedgerSettings, load_settings
@@ -65,8 +65,8 @@ def messaging(moto_env: dict[str, str], unique: str) -> Messaging:
     return _messaging(unique)
 
 
-def _ledger(memcached: Service) -> MemcachedLedger:
-    return MemcachedLedger.from_settings(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))
+def _ledger(memcached: Service) -> Ledger:
+    return open_ledger(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{memcached.port}"))
 
 
 def _drain(recorder: Recorder, until: Callable[[], bool], timeout: float = 30) -> None:
@@ -85,7 +85,7 @@ def _sequences(n: int, shard: int) -> list[str]:
 
 
 @pytest.fixture
-def ledger(memcached: Service) -> Iterator[MemcachedLedger]:
+def ledger(memcached: Service) -> Iterator[Ledger]:
     """The recorder's ledger; closed even when the test fails (an open socket would fail a later test)."""
     the_ledger = _ledger(memcached)
     yield the_ledger
@@ -102,7 +102,7 @@ def api(memcached: Service) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize("raw_delivery", [False, True], ids=["sns-envelope", "raw-delivery"])
 def test_published_events_become_ledger_entries_and_the_api_names_the_gaps(
-    moto_env: dict[str, str], ledger: MemcachedLedger, api: TestClient, unique: str, raw_delivery: bool
+    moto_env: dict[str, str], ledger: Ledger, api: TestClient, unique: str, raw_delivery: bool
 ) -> None:
     messaging = _messaging(unique, raw_delivery)
     publisher = EventPublisher(messaging.sns, messaging.topic_arn, "worker-1")
@@ -147,7 +147,7 @@ POISON = [
 
 
 def test_poison_messages_are_left_for_the_dead_letter_queue(
-    messaging: Messaging, ledger: MemcachedLedger, api: TestClient, unique: str
+    messaging: Messaging, ledger: Ledger, api: TestClient, unique: str
 ) -> None:
     for body in POISON:
         messaging.sqs.send_message(QueueUrl=messaging.queue_url, MessageBody=body)
@@ -167,9 +167,7 @@ def test_poison_messages_are_left_for_the_dead_letter_queue(
 def test_memcached_down_holds_the_messages_and_catches_up(messaging: Messaging, tmp_path: Path, unique: str) -> None:
     node = processes.start_memcached(tmp_path)
     port = node.port
-    ledger = MemcachedLedger.from_settings(
-        load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{port}")
-    )  # connects on use
+    ledger = open_ledger(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{port}"))  # connects on use
     # two recorders, as when the service is scaled out; messages go visible again 2 s after a receive
     recorders = [
         Recorder(messaging.sqs, messaging.queue_url, ledger, wait_seconds=1, visibility_timeout=2) for _ in range(2)
@@ -269,9 +267,7 @@ def test_sigterm_finishes_the_batch_in_hand_then_exits_0(
         os.kill(node.pid, signal.SIGCONT)
         assert process.wait(timeout=30) == 0
         assert _visible(messaging.sqs, messaging.queue_url) == 0  # stored, then deleted, before it exited
-        ledger = MemcachedLedger.from_settings(
-            load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{node.port}")
-        )
+        ledger = open_ledger(load_settings(LedgerSettings, memcached_servers=f"127.0.0.1:{node.port}"))
         assert list(ledger.lookup([RecordId(unique, SHARDS[0], "11", 0)])) == [RecordId(unique, SHARDS[0], "11", 0)]
         ledger.close()
     finally:

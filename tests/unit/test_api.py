@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from streamwreck.api.app import create_app
-from streamwreck.core.ledger import InMemoryLedger
+from streamwreck.core.bucket_ledger import InMemoryLedger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import ApiSettings, load_settings
 
@@ -42,6 +42,7 @@ def test_answers_unprocessed_and_duplicates(client: TestClient) -> None:
     assert answer["checked"] == 4
     assert answer["unprocessed"] == [_rec(SEQ, 2), _rec(SEQ, shard="shardId-1")]
     assert answer["duplicates"] == [{**_rec(SEQ, 1), "count": 2}]
+    assert answer["unreadable"] == []
     assert answer["ledger"] == {
         "healthy": True,
         "evictions": 0,
@@ -154,3 +155,30 @@ def test_unknown_paths_and_methods_answer_the_error_shape(client: TestClient) ->
     assert missing.status_code == 404 and missing.json()["error"] == "not_found"
     wrong = client.get("/reconcile")
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+
+
+def test_records_whose_ledger_data_is_unreadable_are_neither_processed_nor_unprocessed(
+    client: TestClient, ledger: InMemoryLedger
+) -> None:
+    ((key, item),) = ledger.items.values.items()
+    ledger.items.values[key] = item[:-3]  # cut short
+    answer = client.post("/reconcile", json={"stream": "orders", "records": [_rec(SEQ), _rec(SEQ, 1)]}).json()
+    assert answer["unreadable"] == [_rec(SEQ), _rec(SEQ, 1)]
+    assert answer["unprocessed"] == [] and answer["duplicates"] == []
+
+
+def test_a_ledger_of_another_format_is_503_naming_both(ledger: InMemoryLedger) -> None:
+    from dataclasses import replace
+
+    original = ledger.items.health
+
+    def other_format(ttl_seconds: int):  # type: ignore[no-untyped-def]
+        health = original(ttl_seconds)
+        return replace(health, nodes=[replace(node, ledger_format="records") for node in health.nodes])
+
+    ledger.items.health = other_format  # type: ignore[method-assign]
+    with TestClient(create_app(load_settings(ApiSettings), ledger)) as client:
+        response = client.post("/reconcile", json={"stream": "orders", "records": [_rec(SEQ)]})
+        assert response.status_code == 503 and response.headers["Retry-After"]
+        assert "'records'" in response.json()["message"] and "'buckets'" in response.json()["message"]
+        assert client.get("/readyz").status_code == 503

@@ -234,6 +234,16 @@ def test_an_answer_that_does_not_fit_its_batch_is_an_api_error(document: dict[st
     assert message in text
 
 
+def test_unreadable_records_count_zero_and_are_kept_apart() -> None:
+    document = answer_of(BATCH, unreadable=[ref(BATCH[0])])
+    answer = api(lambda request: httpx.Response(200, json=document)).reconcile("orders", BATCH)
+    key = ("shardId-000000000000", BATCH[0].sequence_number, 0)
+    assert answer.unreadable == {key} and answer.count(key) == 0
+    both = answer_of(BATCH, unreadable=[ref(BATCH[0])], unprocessed=[ref(BATCH[0])])
+    with pytest.raises(ApiError, match="both unreadable and unprocessed"):
+        api(lambda request: httpx.Response(200, json=both)).reconcile("orders", BATCH)
+
+
 def test_an_answer_names_only_records_of_its_batch_and_counts_them_all() -> None:
     document = answer_of(BATCH, unprocessed=[ref(BATCH[1])], duplicates=[ref(BATCH[2], count=3)])
     answer = api(lambda request: httpx.Response(200, json=document)).reconcile("orders", BATCH)

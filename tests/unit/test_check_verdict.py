@@ -38,6 +38,7 @@ def judged(
     grace: float = 60,
     seq: str = SEQ,
     sub: int = 0,
+    readable: bool = True,
 ) -> Judgement:
     return judge(
         arrival=arrival,
@@ -48,7 +49,14 @@ def judged(
         ledger=ledger,
         now=NOW,
         grace=grace,
+        readable=readable,
     )
+
+
+def test_a_record_whose_ledger_data_is_unreadable_is_unknown_never_lost_or_processed() -> None:
+    judgement = judged(readable=False)
+    assert judgement.status is Status.UNKNOWN and "could not be read" in judgement.reason
+    assert judged(readable=False, arrival=NOW - 10).status is Status.IN_FLIGHT  # young: still in flight
 
 
 def status(**arguments: Any) -> Status:
