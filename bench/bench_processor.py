@@ -32,20 +32,19 @@ import tempfile
 import threading
 import time
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import boto3
 
-import boto3  # noqa: E402
-
-from streamwreck.core.events import parse_body  # noqa: E402
-from streamwreck.local import processes  # noqa: E402
-from streamwreck.local.processes import Service  # noqa: E402
-
-STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
+from streamwreck.core.aws import wait_stream_active
+from streamwreck.core.clock import parse_iso, wait_until
+from streamwreck.core.commands import streamwreck_argv
+from streamwreck.core.errors import WaitTimeout
+from streamwreck.core.events import parse_body
+from streamwreck.local import processes
+from streamwreck.local.processes import Service
 
 
 def write(kinesis: Any, stream: str, count: int, prefix: str) -> None:
@@ -110,22 +109,27 @@ class QueueWatcher(threading.Thread):
             return self.records, self.first_at, self.last_at
 
 
-def wait_until(condition: Any, timeout: float, what: str, service: Service) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, service: Service) -> None:
+    """:func:`wait_until`, stopping the benchmark (with the daemon's log tail) if the daemon exits or time runs out."""
+
+    def watched() -> bool:
+        if condition():
+            return True
         if not service.alive():
             raise SystemExit(f"the daemon exited while waiting for {what}:\n{service.tail(30)}")
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}:\n{service.tail(30)}")
-        time.sleep(0.1)
+        return False
+
+    try:
+        wait_until(watched, timeout, what, interval=0.1)
+    except WaitTimeout as exc:
+        raise SystemExit(f"{exc}:\n{service.tail(30)}") from None
 
 
 def first_batch_at(log_path: Path) -> float:
     """Unix time of the first batch a record processor received."""
     for line in log_path.read_text(errors="replace").splitlines():
         if line.startswith("{") and '"batch_received"' in line:
-            stamp = json.loads(line)["ts"]
-            return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+            return parse_iso(json.loads(line)["ts"]).timestamp()
     raise SystemExit(f"no batch_received in {log_path}")
 
 
@@ -166,8 +170,7 @@ def main() -> int:
         name = f"bench{uuid.uuid4().hex[:8]}"
         kinesis, sns, sqs = boto3.client("kinesis"), boto3.client("sns"), boto3.client("sqs")
         kinesis.create_stream(StreamName=name, ShardCount=args.shards)
-        while kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] != "ACTIVE":
-            time.sleep(0.1)
+        wait_stream_active(kinesis, name)
         topic_arn = sns.create_topic(Name=name)["TopicArn"]
         queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
@@ -183,7 +186,6 @@ def main() -> int:
             "STREAMWRECK_STREAM_NAME": name,
             "STREAMWRECK_APPLICATION_NAME": name,
             "STREAMWRECK_TOPIC_ARN": topic_arn,
-            "STREAMWRECK_WORKER_ID": "bench",
             "STREAMWRECK_SKIP_EVERY": "0",
             "STREAMWRECK_LOCAL_PROFILE": "true",  # emulators: no worker metrics, fast lease sync
             "STREAMWRECK_LOG_LEVEL": "DEBUG",  # batch_received: when the KCL first handed records over
@@ -191,9 +193,15 @@ def main() -> int:
         watcher = QueueWatcher(queue_url)
         watcher.start()
         launched, launched_wall = time.monotonic(), time.time()
-        daemon = processes.launch("processor-1", [STREAMWRECK, "processor"], logs, 0, lambda: True, env=env)
+        # Each run is a new worker id, as the default (hostname + random suffix) makes it in production. Measured here
+        # (KCL 3.1.3 on moto): after a graceful stop the leases stay assigned to the old id, and a new daemon under the
+        # same id was not given them in 300 s.
+        argv = streamwreck_argv("processor")
+        daemon = processes.launch(
+            "processor-1", argv, logs, 0, lambda: True, env={**env, "STREAMWRECK_WORKER_ID": "bench-1"}
+        )
         started.append(daemon)
-        wait_until(lambda: watcher.snapshot()[0] >= args.records, 300, "every record's event", daemon)
+        wait_for(lambda: watcher.snapshot()[0] >= args.records, 300, "every record's event", daemon)
         records, first_at, last_at = watcher.snapshot()
         assert first_at is not None and last_at is not None
         to_first = first_at - launched
@@ -212,13 +220,13 @@ def main() -> int:
 
         write(kinesis, name, args.records_after, "b")
         relaunched = time.monotonic()
-        restarted = processes.launch("processor-2", [STREAMWRECK, "processor"], logs, 0, lambda: True, env=env)
-        started.append(restarted)
-        wait_until(lambda: watcher.snapshot()[0] > records, 300, "the first event after the restart", restarted)
-        restart_to_first = (watcher.snapshot()[2] or 0) - relaunched  # first new event = last_at at that moment
-        wait_until(
-            lambda: watcher.snapshot()[0] >= args.records + args.records_after, 120, "every new record", restarted
+        restarted = processes.launch(
+            "processor-2", argv, logs, 0, lambda: True, env={**env, "STREAMWRECK_WORKER_ID": "bench-2"}
         )
+        started.append(restarted)
+        wait_for(lambda: watcher.snapshot()[0] > records, 300, "the first event after the restart", restarted)
+        restart_to_first = (watcher.snapshot()[2] or 0) - relaunched  # first new event = last_at at that moment
+        wait_for(lambda: watcher.snapshot()[0] >= args.records + args.records_after, 120, "every new record", restarted)
         watcher.stop.set()
 
         figures = {

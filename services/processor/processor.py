@@ -1,4 +1,4 @@
-"""What the processor does with the records of one shard. Pure: no I/O; ``kcl_app.py`` does the talking.
+"""What the processor does with the records of one shard. Pure: no I/O; ``record_processor.py`` does the talking.
 
 - Every record goes through the processing function, one by one: a skipped or failing record never drops the rest
   of the batch (the original Lambda returned early on a skipped record and silently lost everything after it).
@@ -156,7 +156,6 @@ class ShardProgress:
         self._since: float | None = None  # when the oldest unflushed work arrived
         self._skipped = 0
         self._failed = 0
-        self.checkpointed: Pair | None = None
 
     @property
     def pending(self) -> int:
@@ -185,14 +184,11 @@ class ShardProgress:
         return self._since is not None and now - self._since >= self.flush_seconds
 
     def take(self) -> Flush:
-        """Hand over everything unflushed; the caller publishes it, then checkpoints (see :meth:`checkpointed_at`)."""
+        """Hand over everything unflushed; the caller publishes it, then checkpoints at ``Flush.checkpoint``."""
         flush = Flush(self._pending, self._handled, self._skipped, self._failed)
         self._pending, self._handled, self._since = [], None, None
         self._skipped = self._failed = 0
         return flush
-
-    def checkpointed_at(self, position: Pair) -> None:
-        self.checkpointed = position
 
 
 def summarize_failures(failed: Sequence[tuple[Pair, str]], limit: int = MAX_FAILURES_LOGGED) -> list[dict[str, Any]]:

@@ -17,10 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from streamwreck.core.errors import ConfigError
-from streamwreck.core.settings import ProcessorSettings
+from streamwreck.core.settings import ProcessorSettings, variable
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
-MULTILANG_JAR_GLOB = "amazon-kinesis-client-multilang-*.jar"
 SHUTDOWN_GRACE_MILLIS = 20_000
 
 # Applied with the local_profile setting (emulators); each is a MultiLangDaemonConfiguration property of KCL 3.1.
@@ -51,7 +50,7 @@ class Endpoints:
 def resolve_region(settings: ProcessorSettings, env: Mapping[str, str]) -> str:
     region = settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region:
-        raise ConfigError("no AWS region: set STREAMWRECK_REGION (or AWS_REGION / AWS_DEFAULT_REGION)")
+        raise ConfigError(f"no AWS region: set {variable('region')} (or AWS_REGION / AWS_DEFAULT_REGION)")
     return region
 
 
@@ -64,9 +63,7 @@ def build_properties(
     endpoints: Endpoints,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Every property the daemon gets, in a stable order. ``settings`` must carry stream, application and topic."""
-    if settings.stream_name is None or settings.application_name is None:
-        raise ConfigError("STREAMWRECK_STREAM_NAME and STREAMWRECK_APPLICATION_NAME are required")
+    """Every property the daemon gets, in a stable order."""
     properties = {
         "executableName": executable,
         "streamName": settings.stream_name,

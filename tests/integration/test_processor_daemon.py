@@ -21,7 +21,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections import Counter
@@ -34,7 +33,10 @@ from typing import Any
 import boto3
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
+from helpers import STREAMWRECK, wait_until
 
+from streamwreck.core.aws import wait_stream_active
+from streamwreck.core.errors import WaitTimeout
 from streamwreck.core.events import ProcessedEvent, parse_body
 from streamwreck.core.records import RecordId
 from streamwreck.local import processes
@@ -44,25 +46,25 @@ from streamwreck.local.processes import Service
 # loaded 2-core machine can pass the suite's 300 s default without anything being wrong.
 pytestmark = [pytest.mark.kcl, pytest.mark.timeout(900)]
 
-STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 SKIP_EVERY = 5
 PAUSE = 0.2
 HOLD_SECONDS = 15  # the main run's time flush: long enough for SIGTERM to arrive first, short enough for the split
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, service: Service | None = None) -> Any:
-    """Poll ``condition`` until it returns something truthy; fail naming ``what`` (with the daemon's log tail)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """:func:`wait_until`, failing at once if the daemon has exited, and with its log tail on either failure."""
+
+    def watched() -> Any:
         value = condition()
-        if value:
-            return value
-        if service is not None and not service.alive():
+        if not value and service is not None and not service.alive():
             raise AssertionError(f"the daemon exited while waiting for {what}:\n{service.tail(40)}")
-        if time.monotonic() > deadline:
-            tail = f":\n{service.tail(40)}" if service is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}{tail}")
-        time.sleep(PAUSE)
+        return value
+
+    try:
+        return wait_until(watched, timeout, what, interval=PAUSE)
+    except WaitTimeout as exc:
+        tail = f":\n{service.tail(40)}" if service is not None else ""
+        raise AssertionError(f"{exc}{tail}") from None
 
 
 # -- the stream ------------------------------------------------------------------------------------------------------
@@ -77,13 +79,8 @@ class Stream:
     def create(cls, name: str, shards: int) -> Stream:
         kinesis = boto3.client("kinesis")
         kinesis.create_stream(StreamName=name, ShardCount=shards)
-        stream = cls(name, kinesis)
-        wait_for(stream.active, 30, f"stream {name} to be ACTIVE")
-        return stream
-
-    def active(self) -> bool:
-        summary = self.kinesis.describe_stream_summary(StreamName=self.name)["StreamDescriptionSummary"]
-        return bool(summary["StreamStatus"] == "ACTIVE")
+        wait_stream_active(kinesis, name)
+        return cls(name, kinesis)
 
     def put_plain(self, count: int, prefix: str, partition_key: str | None = None) -> list[RecordId]:
         written: list[RecordId] = []
@@ -121,7 +118,7 @@ class Stream:
         hash_range = shards[shard_id]["HashKeyRange"]
         middle = (int(hash_range["StartingHashKey"]) + int(hash_range["EndingHashKey"])) // 2
         self.kinesis.split_shard(StreamName=self.name, ShardToSplit=shard_id, NewStartingHashKey=str(middle))
-        wait_for(self.active, 30, "the split to finish")
+        wait_stream_active(self.kinesis, self.name)  # the split has finished
         after = self.kinesis.list_shards(StreamName=self.name)["Shards"]
         return [s["ShardId"] for s in after if s.get("ParentShardId") == shard_id]
 

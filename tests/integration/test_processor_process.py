@@ -1,5 +1,5 @@
-"""The record processor as a real process (``python -m streamwreck.processor.kcl_app``, exactly what the daemon starts),
-driven over stdin/stdout by a scripted daemon, publishing to moto's SNS -> SQS. No Java.
+"""The record processor as a real process (``python -m streamwreck.processor.record_processor``, exactly what the daemon
+starts), driven over stdin/stdout by a scripted daemon, publishing to moto's SNS -> SQS. No Java.
 
 What it proves beyond the unit tests: the real boto3 publisher and SNS path, the settings read from the environment
 as the daemon passes them, logs on stderr only (stdout carries nothing but the protocol, even when the user's function
@@ -22,16 +22,19 @@ from typing import IO, Any
 
 import boto3
 import pytest
+from helpers import STREAMWRECK, wait_until
 
 from streamwreck.core.events import Pair, parse_body
 from streamwreck.local.processes import free_port
-from streamwreck.processor.kcl_app import EXIT_UNPUBLISHED
 from streamwreck.processor.processor import Record
+from streamwreck.processor.record_processor import EXIT_UNPUBLISHED
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 PLAIN = json.loads((EVENTS / "kcl-process-records.json").read_text())
 DEAGGREGATED = json.loads((EVENTS / "kcl-process-records-deaggregated.json").read_text())
 SHARD = "shardId-000000000000"
+# What the daemon's properties file names as its executable (see test_processor_properties.py)
+RECORD_PROCESSOR = [sys.executable, "-m", "streamwreck.processor.record_processor"]
 INITIALIZE = {"action": "initialize", "shardId": SHARD, "sequenceNumber": "TRIM_HORIZON", "subSequenceNumber": 0}
 
 
@@ -139,19 +142,21 @@ class Messaging:
     queue_url: str
 
     def received(self, expected_total: int, timeout: float = 10) -> Counter[Pair]:
-        """Every record in the events on the queue (waiting for at least ``expected_total`` of them)."""
+        """Every record in the events on the queue, once the queue is drained and held at least ``expected_total``."""
         sqs = boto3.client("sqs")
         records: Counter[Pair] = Counter()
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def drained() -> bool:
             batch = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
             for message in batch.get("Messages", []):
                 event = parse_body(message["Body"])
                 assert (event.stream, event.shard_id, event.worker_id) == ("orders", SHARD, "protocol-test")
                 records.update(event.records)
                 sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=message["ReceiptHandle"])
-            if not batch.get("Messages") and (sum(records.values()) >= expected_total or time.monotonic() > deadline):
-                return records
+            return not batch.get("Messages") and sum(records.values()) >= expected_total
+
+        wait_until(drained, timeout, f"events for {expected_total} records on the queue")
+        return records
 
 
 @pytest.fixture
@@ -169,9 +174,10 @@ def start_child(messaging: Messaging, tmp_path: Path) -> Iterator[Any]:
     children: list[ChildProcess] = []
 
     def start(**env: str) -> ChildProcess:
-        full_env = {
+        full_env = {  # what the daemon gives each record processor (see plan_daemon)
             **os.environ,
             "STREAMWRECK_STREAM_NAME": "orders",
+            "STREAMWRECK_APPLICATION_NAME": "orders-consumer",
             "STREAMWRECK_TOPIC_ARN": messaging.topic_arn,
             "STREAMWRECK_SKIP_EVERY": "5",
             "STREAMWRECK_WORKER_ID": "protocol-test",
@@ -182,7 +188,7 @@ def start_child(messaging: Messaging, tmp_path: Path) -> Iterator[Any]:
         stderr_path = tmp_path / f"child-{len(children)}.log"
         with open(stderr_path, "w") as stderr:
             process = subprocess.Popen(
-                [sys.executable, "-m", "streamwreck.processor.kcl_app"],
+                RECORD_PROCESSOR,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
@@ -241,7 +247,8 @@ def test_endings(start_child: Any, messaging: Messaging, ending: str, checkpoint
 def test_a_users_function_may_print_without_breaking_the_protocol(start_child: Any, messaging: Messaging) -> None:
     child = start_child(
         STREAMWRECK_PROCESS_FUNCTION="test_processor_process:noisy",
-        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+        # this module, and tests/ for the helpers it imports
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), str(EVENTS.parent), os.environ.get("PYTHONPATH", "")]),
     )
     child.send(INITIALIZE)
     child.send(PLAIN)
@@ -282,7 +289,7 @@ def test_a_process_function_in_the_working_directory_is_accepted_as_the_record_p
     # the daemon start run as `python -m` in the same working directory, where they find the user's module.
     (tmp_path / "streamwreck_cwd_rule.py").write_text("def keep(record):\n    return True\n")
     env = {**os.environ, "AWS_REGION": "us-east-1"}
-    command = [str(Path(sys.executable).with_name("streamwreck")), "processor", "--stream", "s", "--application", "a"]
+    command = [STREAMWRECK, "processor", "--stream", "s", "--application", "a"]
     command += [
         "--topic-arn",
         "arn:aws:sns:us-east-1:123456789012:t",
@@ -293,12 +300,13 @@ def test_a_process_function_in_the_working_directory_is_accepted_as_the_record_p
         [*command, "--print-properties"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    assert "executableName" in result.stdout
+    assert f" -m {RECORD_PROCESSOR[-1]}\n" in result.stdout  # executableName: this Python, the same module
     # ... and the record processor, run as the daemon runs it from there, loads it (and ends at the end of input)
     child_env = {**env, "STREAMWRECK_STREAM_NAME": "s", "STREAMWRECK_TOPIC_ARN": "arn:aws:sns:us-east-1:1:t"}
+    child_env["STREAMWRECK_APPLICATION_NAME"] = "a"
     child_env["STREAMWRECK_PROCESS_FUNCTION"] = "streamwreck_cwd_rule:keep"
     child = subprocess.run(
-        [sys.executable, "-m", "streamwreck.processor.kcl_app"],
+        RECORD_PROCESSOR,
         cwd=tmp_path,
         env=child_env,
         stdin=subprocess.DEVNULL,

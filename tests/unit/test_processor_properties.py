@@ -1,4 +1,5 @@
-"""The daemon's properties file and launch plan: built from settings and an explicit environment, no I/O."""
+"""The daemon's properties file and launch plan: built from settings and an explicit environment, no I/O; the
+settings the plan starts from, and the jar and Java lookup."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 
 from streamwreck.core.errors import ConfigError
 from streamwreck.core.settings import ProcessorSettings, load_settings
-from streamwreck.processor.kcl_app import daemon_argv, find_jars, plan_daemon
+from streamwreck.processor.daemon import daemon_argv, plan_daemon
+from streamwreck.processor.jars import find_jars, find_java
 from streamwreck.processor.properties import (
     LOCAL_PROFILE,
     MAIN_CLASS,
@@ -138,7 +140,7 @@ def test_the_local_profile_setting_brings_the_local_profile_and_extras_override(
 
 def test_render_round_trips_through_java_properties_syntax() -> None:
     properties = {
-        "executableName": "/opt/py/bin/python -m streamwreck.processor.kcl_app",
+        "executableName": "/opt/py/bin/python -m streamwreck.processor.record_processor",
         "kinesisEndpoint": "http://127.0.0.1:4567",
         "odd key=with:seps": " leading space, back\\slash, tab\t, é, 🙂",
     }
@@ -159,26 +161,41 @@ def test_parse_property() -> None:
 
 
 def test_region_comes_from_settings_then_the_environment() -> None:
-    assert resolve_region(load_settings(region="eu-central-1"), {"AWS_REGION": "x"}) == "eu-central-1"
-    assert resolve_region(load_settings(), {"AWS_DEFAULT_REGION": "ap-south-1"}) == "ap-south-1"
+    settings = load_settings(ProcessorSettings, **REQUIRED)
+    in_settings = load_settings(ProcessorSettings, **REQUIRED, region="eu-central-1")
+    assert resolve_region(in_settings, {"AWS_REGION": "x"}) == "eu-central-1"
+    assert resolve_region(settings, {"AWS_DEFAULT_REGION": "ap-south-1"}) == "ap-south-1"
     with pytest.raises(ConfigError, match="STREAMWRECK_REGION"):
-        resolve_region(load_settings(), {})
+        resolve_region(settings, {})
 
 
 def test_the_local_profile_is_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STREAMWRECK_LOCAL_PROFILE", "true")
-    assert load_settings().local_profile is True
+    assert load_settings(ProcessorSettings, **REQUIRED).local_profile is True
     monkeypatch.setenv("STREAMWRECK_LOCAL_PROFILE", "false")
-    assert load_settings().local_profile is False
+    assert load_settings(ProcessorSettings, **REQUIRED).local_profile is False
     monkeypatch.delenv("STREAMWRECK_LOCAL_PROFILE")
-    assert load_settings().local_profile is False
+    assert load_settings(ProcessorSettings, **REQUIRED).local_profile is False
+
+
+@pytest.mark.parametrize("missing", ["stream_name", "application_name", "topic_arn"])
+def test_a_missing_required_setting_is_named_when_the_settings_load(
+    missing: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for field, value in REQUIRED.items():
+        if field != missing:
+            monkeypatch.setenv(f"STREAMWRECK_{field.upper()}", value)
+    with pytest.raises(ConfigError, match=f"^STREAMWRECK_{missing.upper()} is required but not set$"):
+        load_settings(ProcessorSettings)
+    with pytest.raises(ConfigError, match=f"^STREAMWRECK_{missing.upper()}: "):  # set, but empty
+        load_settings(ProcessorSettings, **{missing: ""})
 
 
 def test_plan_passes_the_settings_to_every_record_processor() -> None:
     settings = load_settings(ProcessorSettings, **REQUIRED, skip_every=5, worker_id="worker-a", local_profile=True)
     env = {"AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:5000"}
     plan = plan_daemon(settings, env, {}, python="/venv/bin/python")
-    assert plan.properties["executableName"] == "/venv/bin/python -m streamwreck.processor.kcl_app"
+    assert plan.properties["executableName"] == "/venv/bin/python -m streamwreck.processor.record_processor"
     assert plan.properties["workerId"] == "worker-a"
     assert plan.env["STREAMWRECK_STREAM_NAME"] == "orders"
     assert plan.env["STREAMWRECK_TOPIC_ARN"] == REQUIRED["topic_arn"]
@@ -205,11 +222,15 @@ def test_plan_makes_a_unique_worker_id_when_none_is_set() -> None:
     assert plan_daemon(settings, env, {}).env.get("AWS_EC2_METADATA_DISABLED") is None
 
 
-@pytest.mark.parametrize("missing", ["stream_name", "application_name", "topic_arn"])
-def test_plan_names_a_missing_setting(missing: str) -> None:
-    settings = load_settings(**{k: v for k, v in REQUIRED.items() if k != missing})
-    with pytest.raises(ConfigError, match=f"STREAMWRECK_{missing.upper()}"):
-        plan_daemon(settings, {"AWS_REGION": "us-east-1"}, {})
+def test_a_record_processor_loads_its_settings_from_the_plan_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the options (--stream, --application, ...) reach the record processors only through the plan's environment
+    settings = load_settings(ProcessorSettings, **REQUIRED, skip_every=7, process_function="os.path:basename")
+    for name, value in plan_daemon(settings, {"AWS_REGION": "eu-west-1"}, {}).env.items():
+        monkeypatch.setenv(name, value)
+    child = load_settings(ProcessorSettings)
+    assert {field: getattr(child, field) for field in REQUIRED} == REQUIRED
+    assert (child.region, child.skip_every, child.process_function) == ("eu-west-1", 7, "os.path:basename")
+    assert child.worker_id is not None
 
 
 def test_plan_rejects_a_bad_process_function_before_starting_java() -> None:
@@ -229,8 +250,21 @@ def test_find_jars(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="STREAMWRECK_KCL_JARS_DIR"):
         find_jars(str(tmp_path))
     (tmp_path / "amazon-kinesis-client-multilang-3.1.3.jar").write_bytes(b"")
-    assert find_jars(str(tmp_path)) == tmp_path
+    assert find_jars(str(tmp_path)) == tmp_path.resolve()
     assert any(find_jars(None).glob("amazon-kinesis-client-multilang-*.jar"))  # build/kcl-jars or amazon_kclpy's
+
+
+def test_find_java_takes_java_home_then_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    java = tmp_path / "home" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_bytes(b"")
+    java.chmod(0o755)
+    assert find_java(str(tmp_path / "home")) == str(java)
+    monkeypatch.setenv("PATH", str(java.parent))
+    assert find_java(str(tmp_path / "no-java-here")) == str(java)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ConfigError, match="Java is not installed"):
+        find_java(None)
 
 
 def test_daemon_argv() -> None:

@@ -18,10 +18,15 @@ from typing import Any
 import pytest
 from amazon_kclpy import kcl
 
-from streamwreck.core.errors import LedgerUnavailableError, PublishError
+from streamwreck.core.errors import LedgerUnavailableError, PublishError, RejectedInputError
 from streamwreck.core.events import Pair
-from streamwreck.processor.kcl_app import EXIT_BUG, EXIT_HALTED, EXIT_UNPUBLISHED, StreamwreckRecordProcessor
 from streamwreck.processor.processor import ProcessFunction, Record, ShardProgress, demo_rule
+from streamwreck.processor.record_processor import (
+    EXIT_BUG,
+    EXIT_HALTED,
+    EXIT_UNPUBLISHED,
+    StreamwreckRecordProcessor,
+)
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
 SHARD = "shardId-000000000000"
@@ -90,16 +95,17 @@ class ScriptedDaemon:
 
 
 class RecordingPublisher:
-    def __init__(self, daemon: ScriptedDaemon, failures: int = 0) -> None:
+    def __init__(self, daemon: ScriptedDaemon, failures: int = 0, error: Exception | None = None) -> None:
         self._daemon = daemon
         self._failures = failures
+        self._error = error or PublishError("SNS is down")
         self.published: list[Pair] = []
 
     def publish(self, stream: str, shard_id: str, records: Iterable[Pair]) -> None:
         records = list(records)
         if self._failures:
             self._failures -= 1
-            raise PublishError("SNS is down")
+            raise self._error
         self.published.extend(records)
         self._daemon.timeline.append(("publish", stream, shard_id, records))
 
@@ -124,10 +130,11 @@ def _run(
     flush_records: int = 4000,
     flush_seconds: float = 2.0,
     publish_failures: int = 0,
+    publish_error: Exception | None = None,
     clock: Clock | None = None,
 ) -> tuple[ScriptedDaemon, RecordingPublisher, list[int]]:
     daemon = ScriptedDaemon(messages, checkpoint_errors)
-    publisher = RecordingPublisher(daemon, publish_failures)
+    publisher = RecordingPublisher(daemon, publish_failures, publish_error)
     exits: list[int] = []
 
     def exit_(code: int) -> None:
@@ -292,6 +299,27 @@ def test_a_publish_outage_ends_the_process_without_checkpointing() -> None:
 def test_a_publish_outage_at_shard_end_does_not_checkpoint_the_end() -> None:
     daemon, _, exits = _run([INITIALIZE, PLAIN, SHARD_ENDED], publish_failures=1)
     assert exits == [EXIT_UNPUBLISHED]
+    assert daemon.checkpoints == []
+
+
+def test_a_refused_publish_also_ends_the_process_without_checkpointing() -> None:
+    refused = RejectedInputError("SNS refused the events: InvalidParameter")
+    daemon, _, exits = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED], publish_failures=1, publish_error=refused)
+    assert exits == [EXIT_UNPUBLISHED]
+    assert daemon.checkpoints == []
+
+
+def test_a_bug_in_the_publisher_is_reported_as_a_bug_not_as_an_outage() -> None:
+    bug = TypeError("'NoneType' object is not subscriptable")
+    daemon, _, exits = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED], publish_failures=1, publish_error=bug)
+    assert exits == [EXIT_BUG]
+    assert daemon.checkpoints == []
+
+
+def test_a_publish_outage_after_a_lost_lease_is_logged_and_processing_goes_on() -> None:
+    daemon, publisher, exits = _run([INITIALIZE, PLAIN, LEASE_LOST], publish_failures=1)
+    assert exits == [] and publisher.published == []
+    assert daemon.statuses == ["initialize", "processRecords", "leaseLost"]
     assert daemon.checkpoints == []
 
 
