@@ -104,11 +104,14 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
 
 
 def serve(settings: ApiSettings) -> int:
-    """``streamwreck api``: run the API under uvicorn until SIGTERM/SIGINT."""
+    """``streamwreck api``: run the API under uvicorn until SIGTERM/SIGINT; with ``api_workers`` > 1, that many
+    worker processes, each building its app from the environment (:func:`app_from_environment`)."""
     import uvicorn
 
     uvicorn.run(
-        create_app(settings),
+        create_app(settings) if settings.api_workers == 1 else "streamwreck.api.app:app_from_environment",
+        factory=settings.api_workers > 1,
+        workers=settings.api_workers,
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,
@@ -116,3 +119,13 @@ def serve(settings: ApiSettings) -> int:
         timeout_graceful_shutdown=10,
     )
     return 0
+
+
+def app_from_environment() -> FastAPI:
+    """One worker's app (uvicorn calls it in each worker process): settings and logging from the environment."""
+    from streamwreck.core import logs
+    from streamwreck.core.settings import load_settings
+
+    settings = load_settings(ApiSettings)
+    logs.configure(settings.log_level)
+    return create_app(settings)

@@ -97,20 +97,20 @@ def reconcile(
     records: Sequence[RecordId], entries: Mapping[RecordId, Entry], health: LedgerHealth
 ) -> ReconcileResponse:
     """The answer (:class:`ReconcileResponse`, serialized by :data:`ANSWER`)."""
-    unprocessed = [_ref(record) for record in records if record not in entries]
-    unreadable = [
-        _ref(record) for record in dict.fromkeys(records) if record in entries and not entries[record].readable
-    ]
-    duplicates = [
-        DuplicateRecord(
-            shard_id=record.shard_id,
-            sequence_number=record.sequence_number,
-            sub_sequence_number=record.sub_sequence_number,
-            count=entries[record].count,
-        )
-        for record in dict.fromkeys(records)
-        if record in entries and entries[record].count > 1
-    ]
+    unprocessed: list[RecordRef] = []
+    duplicates: list[DuplicateRecord] = []
+    unreadable: list[RecordRef] = []
+    seen: set[RecordId] = set()
+    for record in records:
+        entry = entries.get(record)
+        if entry is None:
+            unprocessed.append(_ref(record))
+        elif (entry.count > 1 or not entry.readable) and record not in seen:
+            seen.add(record)
+            if entry.readable:
+                duplicates.append(DuplicateRecord(**_ref(record), count=entry.count))
+            else:
+                unreadable.append(_ref(record))
     return {
         "checked": len(records),
         "unprocessed": unprocessed,

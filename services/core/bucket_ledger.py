@@ -136,25 +136,21 @@ class BucketLedger:
         return expiry(self._ttl, self._clock())
 
     def lookup(self, ids: Sequence[RecordId]) -> dict[RecordId, Entry]:
+        # Per record: its bucket as numbers (an int parse and shifts) and its fingerprint; per bucket: the item key
+        # (hashed once) and one decode. Equal entries are shared (Entry is frozen): most records are found once.
         keys: dict[RecordId, str] = {}
-        named: dict[tuple[str, str, str], str] = {}  # (stream, shard, bucket name) -> item key: hashed once each
+        named: dict[tuple[str, str, tuple[int, int, int]], str] = {}
+        locate, item_key = buckets.position, buckets.item_key
         for record in ids:
-            name = buckets.locate(record.sequence_number, record.sub_sequence_number)[0]
-            key = named.get((record.stream, record.shard_id, name))
+            place = (record.stream, record.shard_id, locate(record.sequence_number, record.sub_sequence_number))
+            key = named.get(place)
             if key is None:
-                key = named[record.stream, record.shard_id, name] = buckets.item_key(
-                    record.stream, record.shard_id, name
-                )
+                key = named[place] = item_key(place[0], place[1], buckets.name_of(place[2]))
             keys[record] = key
-        items = self._items.get_many(list(dict.fromkeys(keys.values())))
-        decoded: dict[str, buckets.Contents | None] = {}
-        for key, item in items.items():
-            try:
-                decoded[key] = buckets.decode(item)
-            except buckets.Unreadable as exc:
-                logger.warning("ledger_item_unreadable", extra={"key": key, "error": str(exc)})
-                decoded[key] = None
+        decoded = self._decode(self._items.get_many(list(dict.fromkeys(keys.values()))))
         found: dict[RecordId, Entry] = {}
+        shared: dict[tuple[int, int], Entry] = {}
+        fingerprint = buckets.fingerprint
         for record, key in keys.items():
             if key not in decoded:
                 continue
@@ -162,11 +158,32 @@ class BucketLedger:
             if contents is None:
                 found[record] = Entry.unreadable()
                 continue
-            fp = buckets.fingerprint(record.sequence_number, record.sub_sequence_number)
-            count = contents.count(fp)
-            if count:
-                found[record] = Entry(count=count, first_processed_at=contents.first_processed_at(fp))
+            fp = fingerprint(record.sequence_number, record.sub_sequence_number)
+            tag = contents.first.get(fp)
+            if tag is None:
+                continue
+            tags = contents.more.get(fp)
+            if tags is None:
+                said = (1, contents.processed_at[tag])
+            else:
+                said = (len(tags), min(contents.processed_at[t] for t in tags))
+            entry = shared.get(said)
+            if entry is None:
+                entry = shared[said] = Entry(count=said[0], first_processed_at=said[1])
+            found[record] = entry
         return found
+
+    @staticmethod
+    def _decode(items: dict[str, bytes]) -> dict[str, buckets.Contents | None]:
+        """Each item decoded once; None for one that cannot be read."""
+        decoded: dict[str, buckets.Contents | None] = {}
+        for key, item in items.items():
+            try:
+                decoded[key] = buckets.decode(item)
+            except buckets.Unreadable as exc:
+                logger.warning("ledger_item_unreadable", extra={"key": key, "error": str(exc)})
+                decoded[key] = None
+        return decoded
 
     def health(self) -> LedgerHealth:
         return self._items.health(self._ttl)

@@ -24,9 +24,10 @@ were created: emulators only.)
 
 Fingerprints, and why 6 bytes
 -----------------------------
-Inside its bucket a record is a 48-bit fingerprint: the first 6 bytes of BLAKE2b(sequence number "/" sub-sequence
-number). A record the consumer lost is answered *processed* only if another record of its bucket has the same
-fingerprint. With n records in a full bucket and fingerprints uniform over 2**48 values, that chance is at most::
+Inside its bucket a record is a 48-bit fingerprint: BLAKE2b-48 of "sequence number/sub-sequence number" (of the
+sequence number alone for sub-sequence 0). A record the consumer lost is answered *processed* only if another record
+of its bucket has the same fingerprint. With n records in a full bucket and fingerprints uniform over 2**48 values,
+that chance is at most::
 
     (n - 1) / 2**48 = 65,535 / 281,474,976,710,656 = 2.3e-10   per lost record, for a full bucket (n = 65,536)
 
@@ -74,6 +75,7 @@ _SEGMENT_OVERHEAD = _HEADER.size + _CHECK_BYTES
 _SEQUENCE_BITS = 186  # '2' then 46 more hex digits
 _LOW_36 = (1 << 36) - 1
 _LOW_64 = (1 << 64) - 1
+_blake2b = hashlib.blake2b
 
 
 class Bucket(NamedTuple):
@@ -91,13 +93,25 @@ def bucket_of(stream: str, shard_id: str, sequence_number: str, sub_sequence_num
 
 def locate(sequence_number: str, sub_sequence_number: int) -> tuple[str, int | None]:
     """The bucket's name within its shard, and the end of its arrival window (Unix seconds; None: no window)."""
+    place = position(sequence_number, sub_sequence_number)
+    return name_of(place), (place[0] + 1) * WINDOW_SECONDS if place[0] >= 0 else None
+
+
+def name_of(place: tuple[int, int, int]) -> str:
+    """``t<window>.<block>.<sub block>``, or ``n<block>.<sub block>`` for a number of another shape."""
+    return f"t{place[0]}.{place[1]}.{place[2]}" if place[0] >= 0 else f"n{place[1]}.{place[2]}"
+
+
+def position(sequence_number: str, sub_sequence_number: int) -> tuple[int, int, int]:
+    """The bucket as numbers: (arrival window, or -1 for a number of another shape; index block; sub block)."""
     number = int(sequence_number)
-    sub_block = sub_sequence_number >> SUB_BITS
     if number.bit_length() == _SEQUENCE_BITS and number >> 184 == 2 and number & 0xF == 2:
-        window = ((number >> 36) & _LOW_36) // WINDOW_SECONDS
-        index = (number >> 80) & _LOW_64
-        return f"t{window}.{index >> INDEX_BITS}.{sub_block}", (window + 1) * WINDOW_SECONDS
-    return f"n{number >> INDEX_BITS}.{sub_block}", None
+        return (
+            ((number >> 36) & _LOW_36) // WINDOW_SECONDS,
+            ((number >> 80) & _LOW_64) >> INDEX_BITS,
+            (sub_sequence_number >> SUB_BITS),
+        )
+    return -1, number >> INDEX_BITS, sub_sequence_number >> SUB_BITS
 
 
 def sequence_number(created: int, shard_index: int, record_index: int, arrived: int) -> str:
@@ -123,7 +137,10 @@ def item_key(stream: str, shard_id: str, name: str) -> str:
 
 
 def fingerprint(sequence_number: str, sub_sequence_number: int) -> bytes:
-    return hashlib.blake2b(f"{sequence_number}/{sub_sequence_number}".encode(), digest_size=FINGERPRINT_BYTES).digest()
+    """BLAKE2b-48 of ``sequence/sub`` (of the sequence number alone for sub-sequence 0, the common case: no
+    sequence number holds a "/", so the two kinds of input never meet)."""
+    text = sequence_number if sub_sequence_number == 0 else f"{sequence_number}/{sub_sequence_number}"
+    return _blake2b(text.encode(), digest_size=FINGERPRINT_BYTES).digest()
 
 
 def event_tag(event_id: str) -> int:

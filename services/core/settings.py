@@ -76,6 +76,7 @@ class ApiSettings(LedgerSettings):
 
     api_host: str = Field("127.0.0.1", description="Address the API listens on.")
     api_port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
+    api_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (one per core serves the most).")
     max_records_per_request: int = Field(10_000, ge=1, le=1_000_000, description="413 above it.")
     api_key: str | None = Field(None, description="If set, clients must send it as the X-Api-Key header.")
 
