@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamwreck.core.errors import StreamwreckError
+from streamwreck.cli.arguments import port, seconds, whole
+from streamwreck.core.errors import AlreadyUp, NotUp
 
 if TYPE_CHECKING:
-    from streamwreck.checker.verdict import Checkpoint
-    from streamwreck.core.records import RecordId
+    from streamwreck.local.state import StackState
 
 DESCRIPTION = """\
 Run the whole pipeline on this machine, each part a background process on 127.0.0.1 with its log in one folder:
@@ -59,10 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         return sub
 
     up = action("up", "start the stack and wait until every part is ready")
-    up.add_argument("--shards", type=_positive, default=4, help="shards of the stream (default 4)")
+    up.add_argument("--shards", type=whole(1), default=4, help="shards of the stream (default 4)")
     up.add_argument(
         "--skip-every",
-        type=_not_negative,
+        type=whole(0),
         default=5,
         metavar="N",
         help="the processor skips records whose sequence number divides by N (default 5; 0 = process all)",
@@ -75,10 +73,10 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     )
     up.add_argument("--region", default="us-east-1", help="region the emulators report (default us-east-1)")
     for part in ("api", "kinesis", "moto", "memcached"):
-        up.add_argument(f"--{part}-port", type=_port, metavar="PORT", help=f"{part} port (default: any free port)")
+        up.add_argument(f"--{part}-port", type=port, metavar="PORT", help=f"{part} port (default: any free port)")
     up.add_argument(
         "--consumer-timeout",
-        type=float,
+        type=seconds,
         default=240.0,
         metavar="SECONDS",
         help="how long to wait for the KCL consumer to lease every shard (default 240)",
@@ -91,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     shape.add_argument("--field", metavar="NAME", help="print one field of the JSON document, e.g. api_url")
 
     wait = action("wait", "wait until the consumer has caught up with every record now in the stream")
-    wait.add_argument("--timeout", type=float, default=300.0, metavar="SECONDS", help="give up after (default 300)")
+    wait.add_argument("--timeout", type=seconds, default=300.0, metavar="SECONDS", help="give up after (default 300)")
     wait.add_argument("--quiet", action="store_true", help="no progress lines")
 
     action("down", "stop everything 'up' started")
@@ -105,34 +103,6 @@ def _stream_name(value: str) -> str:
             f"must be 1 to {MAX_STREAM_NAME} characters of a-z, A-Z, 0-9, '-' or '_' (the queue names derive from it)"
         )
     return value
-
-
-def _positive(value: str) -> int:
-    number = _integer(value)
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return number
-
-
-def _not_negative(value: str) -> int:
-    number = _integer(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return number
-
-
-def _port(value: str) -> int:
-    number = _integer(value)
-    if not 0 < number < 65536:
-        raise argparse.ArgumentTypeError(f"must be a port number (1-65535), got {value}")
-    return number
-
-
-def _integer(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
 
 
 def _say(message: str) -> None:
@@ -174,23 +144,20 @@ def _up(args: argparse.Namespace) -> int:
     began = time.monotonic()
     try:
         state = stack.up(options, say=_say)
-    except stack.AlreadyUp as exc:
+    except AlreadyUp as exc:
         _say(str(exc))
         return 1
     print(_describe_up(state, time.monotonic() - began, args.dir))
     return 0
 
 
-def _describe_up(state: object, seconds: float, directory: Path) -> str:
-    from streamwreck.local.stack import StackState
-
-    assert isinstance(state, StackState)
+def _describe_up(state: StackState, took: float, directory: Path) -> str:
     flag = "" if directory == Path(".streamwreck") else f" --dir {directory}"
     rule = "skips none"
     if state.skip_every:
         rule = f"skips every record whose sequence number divides by {state.skip_every}"
     lines = [
-        f"local stack up in {seconds:.0f}s; logs in {state.logs}",
+        f"local stack up in {took:.0f}s; logs in {state.logs}",
         f"  kinesis-local  {state.kinesis_endpoint_url}   stream {state.stream}, {state.shards} shards",
         f"  moto           {state.aws_endpoint_url}   SNS topic, SQS queue + DLQ, DynamoDB (KCL leases)",
         f"  memcached      {state.memcached}",
@@ -208,11 +175,11 @@ def _describe_up(state: object, seconds: float, directory: Path) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from streamwreck.local import stack
+    from streamwreck.local.state import status
 
     try:
-        state = stack.status(args.dir)
-    except stack.NotUp as exc:
+        state = status(args.dir)
+    except NotUp as exc:
         if args.json:
             print(json.dumps({"running": False, "dir": str(args.dir)}))
         else:
@@ -222,7 +189,7 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary, indent=2))
     elif args.env:
-        print(stack.shell_exports(state))
+        print(state.shell_exports())
     elif args.field:
         if args.field not in summary:
             _say(f"no field {args.field!r}; fields: {', '.join(summary)}")
@@ -240,59 +207,12 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _wait(args: argparse.Namespace) -> int:
-    import httpx
+    from streamwreck.local.progress import catch_up
+    from streamwreck.local.state import status
 
-    from streamwreck.checker.leases import checkpoints, read_leases
-    from streamwreck.core.aws import translate
-    from streamwreck.local import progress, stack
-
-    state = stack.status(args.dir)
-    kinesis, _, _, dynamodb = stack.clients(state)
-    try:
-        contents = progress.read_stream(kinesis, state.stream)
-    except Exception as exc:
-        doing = f"reading the stream {state.stream} (is the stack running? 'streamwreck local status')"
-        raise translate(exc, doing) from exc
-    records = contents.records
-    candidates = [r for r in records if not progress.skipped_by_demo_rule(r.sequence_number, state.skip_every)]
-    probe = progress.LedgerProbe(state.api_url)
-    processor = state.part("processor")
-    deadline = time.monotonic() + args.timeout
-    shown, shown_at = "", 0.0
-    try:
-        while True:
-            try:
-                candidates = sorted(probe.unrecorded(state.stream, candidates), key=lambda r: r.sort_key())
-                positions = checkpoints(read_leases(dynamodb, state.kcl_application), state.stream, contents.parents)
-                now = progress.measure(
-                    records, candidates, functools.partial(_checkpointed, positions), state.skip_every
-                )
-                line, done = now.line(), now.done
-            except (httpx.HTTPError, StreamwreckError) as exc:  # retried until the deadline: parts may be busy
-                line, done = f"waiting: {type(exc).__name__}: {exc}", False
-            if not args.quiet and (line != shown or time.monotonic() - shown_at > 10):
-                _say(line)
-                shown, shown_at = line, time.monotonic()
-            if done:
-                return 0
-            if processor is not None and not stack.part_alive(processor):
-                _say(f"the processor is not running: see {processor.log}")
-                return 1
-            if time.monotonic() > deadline:
-                _say(f"gave up after {args.timeout:.0f}s: {line}; logs in {state.logs}")
-                return 1
-            time.sleep(0.5)
-    finally:
-        probe.close()
-
-
-def _checkpointed(positions: Mapping[str, Checkpoint], last: RecordId) -> bool:
-    """The consumer's checkpoint on ``last``'s shard is at or past it, or the shard is finished."""
-    from streamwreck.checker.verdict import LeasePosition
-
-    position = positions[last.shard_id]
-    if position.position in (LeasePosition.SHARD_END, LeasePosition.DONE):
-        return True
-    return position.position is LeasePosition.SEQUENCE and not position.pending(
-        last.sequence_number, last.sub_sequence_number
-    )
+    state = status(args.dir)
+    failure = catch_up(state, args.timeout, show=None if args.quiet else _say)
+    if failure is not None:
+        _say(failure)
+        return 1
+    return 0

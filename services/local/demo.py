@@ -66,17 +66,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def judge(report: Mapping[str, Any], directory: Path) -> int:
-    from streamwreck.local import progress, stack
+    from streamwreck.local.progress import read_stream
+    from streamwreck.local.state import status
+    from streamwreck.processor.processor import skipped_by_demo_rule
 
-    state = stack.status(directory)
-    kinesis, *_ = stack.clients(state)
-    records = progress.read_stream(kinesis, state.stream).records
-    skipped = {r for r in records if progress.skipped_by_demo_rule(r.sequence_number, state.skip_every)}
+    state = status(directory)
+    records = read_stream(state.client("kinesis"), state.stream).record_ids()
+    skipped = {r for r in records if skipped_by_demo_rule(r.sequence_number, state.skip_every)}
     missed, extra = compare(skipped, records_in_report(report, state.stream, "lost"))
     rule = f"sequence number divisible by {state.skip_every}" if state.skip_every else "none skipped"
     print(f"demo rule ({rule}): the processor skipped {len(skipped)} of the {len(records)} records in the stream")
     counts = report.get("counts", {})
-    others = {status: counts.get(status, 0) for status in ("in_flight", "unknown", "duplicate")}
+    others = {name: counts.get(name, 0) for name in ("in_flight", "unknown", "duplicate")}
     for record in sorted(skipped, key=RecordId.sort_key)[:5]:
         print(f"  e.g. {describe(record)}")
     if not missed and not extra and not others["in_flight"] and not others["unknown"]:

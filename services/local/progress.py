@@ -1,24 +1,32 @@
 """How far the local stack's consumer has got: which records of the stream are in the ledger, which the demo rule
-skipped, and whether every shard's KCL checkpoint has passed its last record.
+skipped, and whether every shard's KCL checkpoint has passed its last record (``streamwreck local wait``).
 
-The rules are pure functions; :class:`LedgerProbe` (the reconcile API) and :func:`read_stream` are thin I/O.
+The rules are pure functions; the I/O is the checker engine's: its stream reader, its reconcile API client and its
+lease-table reading.
 """
 
 from __future__ import annotations
 
+import functools
+import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from streamwreck.checker.leases import checkpoints, read_leases
+from streamwreck.checker.reading import Shard, ShardReader, UserRecord, in_read_order, list_shards, read_all
+from streamwreck.checker.reconciling import ReconcileApi
+from streamwreck.checker.tally import RecordKey, key_of
+from streamwreck.checker.verdict import Checkpoint, LeasePosition
+from streamwreck.core.clock import wait_until
+from streamwreck.core.errors import AwsError, StreamwreckError, WaitTimeout
 from streamwreck.core.records import RecordId
+from streamwreck.local.state import Say, StackState
+from streamwreck.processor.processor import skipped_by_demo_rule
 
-API_BATCH = 10_000
-
-
-def skipped_by_demo_rule(sequence_number: str, skip_every: int) -> bool:
-    """The processor's demo rule: skip a record whose sequence number, as an integer, divides by ``skip_every``.
-    Every user record of one KPL-aggregated record shares its sequence number, so they are skipped together."""
-    return skip_every > 0 and int(sequence_number) % skip_every == 0
+READERS = 4  # shards read at once
+SHOW_EVERY = 10.0  # seconds: an unchanged progress line is shown again after this long
 
 
 @dataclass(frozen=True)
@@ -46,16 +54,16 @@ class Progress:
 
 
 def measure(
-    records: Sequence[RecordId],
-    unrecorded: Iterable[RecordId],
-    checkpointed: Callable[[RecordId], bool],
+    records: Sequence[UserRecord],
+    unrecorded: Iterable[RecordKey],
+    checkpointed: Callable[[UserRecord], bool],
     skip_every: int,
 ) -> Progress:
     """Progress of ``records`` (the stream's) given which of them the ledger lacks; ``checkpointed(r)`` says whether
     the consumer's checkpoint on ``r``'s shard is at or past ``r`` (it is asked about each shard's last record)."""
-    skipped = {r for r in records if skipped_by_demo_rule(r.sequence_number, skip_every)}
+    skipped = {key_of(r) for r in records if skipped_by_demo_rule(r.sequence_number, skip_every)}
     missing = set(unrecorded) - skipped
-    last: dict[str, RecordId] = {}
+    last: dict[str, UserRecord] = {}
     for record in records:
         known = last.get(record.shard_id)
         if known is None or _position(record) > _position(known):
@@ -69,79 +77,94 @@ def measure(
     )
 
 
-def _position(record: RecordId) -> tuple[int, int]:
+def _position(record: UserRecord) -> tuple[int, int]:
     return int(record.sequence_number), record.sub_sequence_number
 
 
-class LedgerProbe:
-    """Asks the reconcile API which records have no ledger entry."""
-
-    def __init__(self, api_url: str, timeout: float = 10.0) -> None:
-        import httpx
-
-        self._client = httpx.Client(base_url=api_url, timeout=timeout)
-
-    def unrecorded(self, stream: str, records: Sequence[RecordId]) -> set[RecordId]:
-        missing: set[RecordId] = set()
-        for start in range(0, len(records), API_BATCH):
-            batch = records[start : start + API_BATCH]
-            body = {
-                "stream": stream,
-                "records": [
-                    {"shard_id": shard, "sequence_number": seq, "sub_sequence_number": sub}
-                    for _, shard, seq, sub in batch
-                ],
-            }
-            response = self._client.post("/reconcile", json=body)
-            response.raise_for_status()
-            for item in response.json()["unprocessed"]:
-                missing.add(RecordId(stream, item["shard_id"], item["sequence_number"], item["sub_sequence_number"]))
-        return missing
-
-    def close(self) -> None:
-        self._client.close()
-
-
-def user_records(stream: str, shard_id: str, records: Iterable[Mapping[str, Any]]) -> list[RecordId]:
-    """The user records in GetRecords output: one per plain record, one per sub-record of a KPL-aggregated one."""
-    from aws_kinesis_agg.deaggregator import iter_deaggregate_records
-
-    ids = []
-    for record in iter_deaggregate_records(list(records), data_format="Boto3"):
-        kinesis = record["kinesis"]
-        ids.append(RecordId(stream, shard_id, kinesis["sequenceNumber"], int(kinesis.get("subSequenceNumber") or 0)))
-    return ids
+def checkpointed(positions: Mapping[str, Checkpoint], last: UserRecord) -> bool:
+    """The consumer's checkpoint on ``last``'s shard is at or past it, or the shard is finished."""
+    position = positions[last.shard_id]
+    if position.position in (LeasePosition.SHARD_END, LeasePosition.DONE):
+        return True
+    return position.position is LeasePosition.SEQUENCE and not position.pending(
+        last.sequence_number, last.sub_sequence_number
+    )
 
 
 @dataclass
 class StreamContents:
-    records: list[RecordId]  # every user record, shard by shard in read order
+    stream: str
+    records: list[UserRecord]  # every user record, shard by shard (parents first) in read order
     parents: dict[str, list[str]]  # shard id -> its parent shards' ids (after a split or merge)
+
+    def record_ids(self) -> list[RecordId]:
+        return [RecordId(self.stream, *key_of(record)) for record in self.records]
 
 
 def read_stream(kinesis: Any, stream: str) -> StreamContents:
     """Every user record now in the stream, every shard (closed ones to their end, open ones to the tip)."""
-    shards: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"StreamName": stream}
-    while True:
-        page = kinesis.list_shards(**kwargs)
-        shards += page["Shards"]
-        if not page.get("NextToken"):
-            break
-        kwargs = {"NextToken": page["NextToken"]}
-    contents = StreamContents([], {})
-    for shard in shards:
-        shard_id = shard["ShardId"]
-        contents.parents[shard_id] = [
-            parent for parent in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if parent
-        ]
-        iterator = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")[
-            "ShardIterator"
-        ]
-        while iterator:
-            page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
-            contents.records += user_records(stream, shard_id, page["Records"])
-            iterator = page.get("NextShardIterator")
-            if not page["Records"] and page.get("MillisBehindLatest", 0) == 0:
-                break  # an open shard's tip (a closed one ends with no next iterator)
-    return contents
+    shards = list_shards(kinesis, stream)
+    read: dict[str, list[UserRecord]] = {}
+    stop = threading.Event()
+
+    def read_one(shard: Shard) -> None:
+        reader = ShardReader(kinesis, stream, shard, stop=stop)
+        read[shard.shard_id] = [record for page in reader.pages() for record in page]
+
+    read_all(shards, read_one, max(1, min(READERS, len(shards))), stop)
+    return StreamContents(
+        stream,
+        [record for shard in in_read_order(shards) for record in read[shard.shard_id]],
+        {shard.shard_id: list(shard.parent_ids) for shard in shards},
+    )
+
+
+def unrecorded(api: ReconcileApi, stream: str, records: Sequence[UserRecord]) -> list[UserRecord]:
+    """The records of ``records`` that have no ledger entry, as the reconcile API answers."""
+    if not records:
+        return []
+    missing = api.reconcile(stream, records).unprocessed
+    return [record for record in records if key_of(record) in missing]
+
+
+def catch_up(state: StackState, timeout: float, show: Say | None = None) -> str | None:
+    """Wait until the consumer has caught up with every record now in the stream: each one the demo rule does not
+    skip is in the ledger, and every shard's checkpoint has passed its last record. None once it has; else why not
+    (the processor stopped, or ``timeout`` seconds passed). ``show`` is told the progress as it changes."""
+    kinesis, dynamodb = state.client("kinesis"), state.client("dynamodb")
+    try:
+        contents = read_stream(kinesis, state.stream)
+    except AwsError as exc:
+        raise AwsError(f"{exc} (is the stack running? 'streamwreck local status')") from exc
+    records = contents.records
+    pending = [r for r in records if not skipped_by_demo_rule(r.sequence_number, state.skip_every)]
+    processor = state.part("processor")
+    api = ReconcileApi(state.api_url, timeout=10.0)
+    line, shown_at = "", 0.0
+
+    def look() -> Progress | str | None:
+        nonlocal pending, line, shown_at
+        previous = line
+        try:
+            pending = unrecorded(api, state.stream, pending)
+            positions = checkpoints(read_leases(dynamodb, state.kcl_application), state.stream, contents.parents)
+            now = measure(records, map(key_of, pending), functools.partial(checkpointed, positions), state.skip_every)
+            line = now.line()
+        except StreamwreckError as exc:  # retried until the deadline: parts may be busy
+            now, line = None, f"waiting: {type(exc).__name__}: {exc}"
+        if show is not None and (line != previous or time.monotonic() - shown_at > SHOW_EVERY):
+            show(line)
+            shown_at = time.monotonic()
+        if now is not None and now.done:
+            return now
+        if processor is not None and not processor.alive():
+            return f"the processor is not running: see {processor.log}"
+        return None
+
+    try:
+        outcome = wait_until(look, timeout, "the consumer to catch up", interval=0.5)
+    except WaitTimeout:
+        return f"gave up after {timeout:.0f}s: {line}; logs in {state.logs}"
+    finally:
+        api.close()
+    return outcome if isinstance(outcome, str) else None

@@ -8,9 +8,11 @@ code would create them in a real account.
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Any
+
+from streamwreck.core.aws import create_stream
+from streamwreck.core.aws import wait_stream_active as wait_stream_active  # the tests wait for ACTIVE with it
 
 # The recorder leaves a message it cannot parse in the queue; after this many receives SQS moves it to the DLQ.
 MAX_RECEIVE_COUNT = 5
@@ -40,12 +42,9 @@ def names_for(stream: str) -> Names:
 
 @dataclass(frozen=True)
 class Created:
-    stream_arn: str
     topic_arn: str
     queue_url: str
-    queue_arn: str
     dead_letter_queue_url: str
-    subscription_arn: str
 
 
 def redrive_policy(dead_letter_queue_arn: str, max_receive_count: int = MAX_RECEIVE_COUNT) -> str:
@@ -74,46 +73,19 @@ def queue_policy(queue_arn: str, topic_arn: str) -> str:
 def create(
     names: Names, shards: int, kinesis: Any, sns: Any, sqs: Any, timeout: float = STREAM_ACTIVE_TIMEOUT
 ) -> Created:
-    """Create every resource (idempotent where the services are) and wait until the stream is ACTIVE."""
-    kinesis.create_stream(StreamName=names.stream, ShardCount=shards)
+    """Create every resource (idempotent where the services are); the stream is ACTIVE when this returns."""
+    create_stream(kinesis, names.stream, shards, timeout)
     topic_arn: str = sns.create_topic(Name=names.topic)["TopicArn"]
     dlq_url: str = sqs.create_queue(QueueName=names.dead_letter_queue)["QueueUrl"]
-    dlq_arn = _queue_arn(sqs, dlq_url)
     queue_url: str = sqs.create_queue(
         QueueName=names.queue,
-        Attributes={"RedrivePolicy": redrive_policy(dlq_arn), "VisibilityTimeout": "60"},
+        Attributes={"RedrivePolicy": redrive_policy(_queue_arn(sqs, dlq_url)), "VisibilityTimeout": "60"},
     )["QueueUrl"]
     queue_arn = _queue_arn(sqs, queue_url)
     sqs.set_queue_attributes(QueueUrl=queue_url, Attributes={"Policy": queue_policy(queue_arn, topic_arn)})
     # Raw delivery: the queue gets the event itself, not SNS's JSON envelope (the recorder reads both).
-    subscription_arn: str = sns.subscribe(
-        TopicArn=topic_arn,
-        Protocol="sqs",
-        Endpoint=queue_arn,
-        Attributes={"RawMessageDelivery": "true"},
-        ReturnSubscriptionArn=True,
-    )["SubscriptionArn"]
-    stream_arn = wait_stream_active(kinesis, names.stream, timeout)
-    return Created(
-        stream_arn=stream_arn,
-        topic_arn=topic_arn,
-        queue_url=queue_url,
-        queue_arn=queue_arn,
-        dead_letter_queue_url=dlq_url,
-        subscription_arn=subscription_arn,
-    )
-
-
-def wait_stream_active(kinesis: Any, stream: str, timeout: float) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        summary = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]
-        if summary["StreamStatus"] == "ACTIVE":
-            arn: str = summary["StreamARN"]
-            return arn
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"stream {stream} is still {summary['StreamStatus']} after {timeout:.0f}s")
-        time.sleep(0.1)
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn, Attributes={"RawMessageDelivery": "true"})
+    return Created(topic_arn=topic_arn, queue_url=queue_url, dead_letter_queue_url=dlq_url)
 
 
 def _queue_arn(sqs: Any, queue_url: str) -> str:

@@ -11,17 +11,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import STREAMWRECK, wait_until
 
 from streamwreck.core.records import RecordId
-from streamwreck.local import processes, stack
+from streamwreck.local import groups, processes, state
 
-STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 # Budgets, inside the e2e modules' per-test timeout (conftest.py: E2E_TIMEOUT, which covers the first test's fixture,
 # i.e. this start-up, too): a slow start ends with `local up`'s own message and the logs' tails, never a bare timeout.
 CONSUMER_TIMEOUT = 120  # local up --consumer-timeout: the KCL daemon's leases
@@ -57,26 +57,14 @@ class LocalStack:
 
     def pids(self) -> list[int]:
         """Every live process of every part (process groups: the KCL daemon's children included)."""
-        state = stack.load(self.dir)
-        assert state is not None
-        return [pid for part in state.parts for pid in stack.group_members(part)]
+        stack_state = state.load(self.dir)
+        assert stack_state is not None
+        return [process.pid for part in stack_state.parts for process in part.members()]
 
 
-def running(pid: int) -> bool:
-    """The process exists and is not a zombie (an exited child of `local up` waits for init to reap it)."""
-    stat = stack.proc_stat(pid)
-    return stat is not None and stat[2] != "Z"
-
-
-log_holders = processes.log_holders
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(0.2)
+# The process exists and is not a zombie (an exited child of `local up` waits for init to reap it).
+running = groups.alive
+log_holders = groups.log_holders
 
 
 def base_env() -> dict[str, str]:
@@ -98,7 +86,7 @@ def start_stack(folder: Path, *args: str) -> Iterator[LocalStack]:
     seconds = time.monotonic() - began
     if up.returncode != 0:
         subprocess.run([STREAMWRECK, "local", "down", "--dir", str(folder)], env=base_env(), check=False)
-        logs = "\n".join(f"== {log}\n{stack.processes.tail(log, 40)}" for log in (folder / "logs").glob("*.log"))
+        logs = "\n".join(f"== {log}\n{processes.tail(log, 40)}" for log in (folder / "logs").glob("*.log"))
         pytest.fail(f"local up failed ({up.returncode}) after {seconds:.0f}s:\n{out}\n{err}\n{logs}")
     status = json.loads(
         subprocess.run(
@@ -109,15 +97,15 @@ def start_stack(folder: Path, *args: str) -> Iterator[LocalStack]:
             check=True,
         ).stdout
     )
-    state = stack.load(folder)
-    assert state is not None
-    env = {**base_env(), **state.aws_environment()}
+    stack_state = state.load(folder)
+    assert stack_state is not None
+    env = {**base_env(), **stack_state.aws_environment()}
     local = LocalStack(folder, status, env, seconds)
     print(f"local up took {seconds:.1f}s", file=sys.stderr)
     try:
         yield local
     finally:
-        if stack.load(folder) is not None:
+        if state.load(folder) is not None:
             pids = local.pids()
             subprocess.run([STREAMWRECK, "local", "down", "--dir", str(folder)], env=base_env(), check=False)
             leftovers = [pid for pid in pids if running(pid)] + log_holders(folder)
@@ -144,7 +132,7 @@ def write_across_a_split(local: LocalStack, aggregated: int, plain: int) -> str:
     )
     try:
         # Split once the producer's records reach the parent: about 0.5 s into its 4 s or more (>= 1,500 at 400/s).
-        wait_for(lambda: arrivals.count() >= 50, 60, "the producer's first records on the split shard")
+        wait_until(lambda: arrivals.count() >= 50, 60, "the producer's first records on the split shard", interval=0.2)
         assert producer.poll() is None, "the producer finished before the split: nothing flowed across it"
         shard = kinesis.describe_stream(StreamName=local.stream)["StreamDescription"]["Shards"][0]
         assert shard["ShardId"] == parent

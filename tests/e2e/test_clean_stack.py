@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, log_holders, running, start_stack, write_across_a_split
 
-from streamwreck.local import progress, stack
+from streamwreck.local import progress, state
 
 STATUS_KEYS = {
     "aws_endpoint_url",
@@ -66,13 +66,13 @@ def test_a_second_up_says_the_stack_is_up_and_starts_nothing(clean_stack: LocalS
 
 
 def test_down_stops_every_process_of_the_stack_and_is_safe_twice(clean_stack: LocalStack) -> None:
-    state = stack.load(clean_stack.dir)
-    assert state is not None
+    stack_state = state.load(clean_stack.dir)
+    assert stack_state is not None
     pids = clean_stack.pids()
-    processor = state.part("processor")
+    processor = stack_state.part("processor")
     assert processor is not None
     # The processor's group: `streamwreck processor`, the JVM and one Python record processor per shard lease.
-    assert len(stack.group_members(processor)) >= 3
+    assert len(processor.members()) >= 3
     down = clean_stack.run("local", "down", "--dir", str(clean_stack.dir))
     assert down.returncode == 0
     assert [pid for pid in pids if running(pid)] == []

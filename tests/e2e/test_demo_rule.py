@@ -15,7 +15,8 @@ import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, start_stack, statuses, write_across_a_split
 
 from streamwreck.core.records import RecordId
-from streamwreck.local import progress, stack
+from streamwreck.local import progress, state
+from streamwreck.processor.processor import skipped_by_demo_rule
 
 SKIP_EVERY = 5
 
@@ -36,12 +37,12 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
     code, report = check(demo_stack, tmp_path, "--grace", "0")
 
     contents = progress.read_stream(kinesis, demo_stack.stream)
-    records = contents.records
+    records = contents.record_ids()
     children = [shard for shard, parents in contents.parents.items() if parent in parents]
     assert len(children) == 2 and all(any(r.shard_id == child for r in records) for child in children)
     assert any(r.shard_id == parent for r in records)  # records before and after the split
     assert len(records) == 3500
-    skipped = {r for r in records if progress.skipped_by_demo_rule(r.sequence_number, SKIP_EVERY)}
+    skipped = {r for r in records if skipped_by_demo_rule(r.sequence_number, SKIP_EVERY)}
     assert any(r.sub_sequence_number > 0 for r in skipped)  # whole aggregates skipped, every sub-record lost
     listed = statuses(report, demo_stack.stream)
     lost = {r for r, status in listed.items() if status == "lost"}
@@ -70,12 +71,12 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
 
 
 def test_records_the_consumer_has_not_reached_are_in_flight_not_lost(demo_stack: LocalStack, tmp_path: Path) -> None:
-    state = stack.load(demo_stack.dir)
-    assert state is not None
-    processor = state.part("processor")
+    stack_state = state.load(demo_stack.dir)
+    assert stack_state is not None
+    processor = stack_state.part("processor")
     assert processor is not None
     # Pause the consumer (the daemon and its record processors): the new records lie beyond its checkpoints.
-    paused = stack.group_members(processor)
+    paused = [process.pid for process in processor.members()]
     for pid in paused:
         os.kill(pid, signal.SIGSTOP)
     try:
@@ -103,5 +104,5 @@ def test_records_the_consumer_has_not_reached_are_in_flight_not_lost(demo_stack:
     _, report = check(demo_stack, tmp_path)
     listed = statuses(report, demo_stack.stream)
     assert not {r for r in newest if listed.get(r) == "lost"}
-    skipped = {r for r in newest if progress.skipped_by_demo_rule(r.sequence_number, SKIP_EVERY)}
+    skipped = {r for r in newest if skipped_by_demo_rule(r.sequence_number, SKIP_EVERY)}
     assert skipped and {listed.get(r) for r in skipped} == {"in_flight"}

@@ -8,29 +8,30 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
+from helpers import STREAMWRECK, wait_until
 
-from streamwreck.local import processes, stack
+from streamwreck.core.errors import StartError
+from streamwreck.local import groups, processes, state
+from streamwreck.local.state import Part
 
 
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[[str], stack.Part]]:
+def spawn(tmp_path: Path) -> Iterator[Callable[[str], Part]]:
     """A shell in its own session with two children, as a recorded part; whatever is left is killed at the end."""
     started: list[processes.Service] = []
 
-    def start(script: str) -> stack.Part:
+    def start(script: str) -> Part:
         service = processes.launch("group", ["sh", "-c", script], tmp_path, 0, lambda: True)
         started.append(service)
-        part = stack.Part("group", service.pid, stack.start_time(service.pid), str(service.log_path))
-        deadline = time.monotonic() + 10
-        while len(stack.group_members(part)) < 3 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        part = Part("group", service.pid, groups.start_time(service.pid), str(service.log_path))
+        wait_until(lambda: len(part.members()) == 3, 10, "the shell and its two children")
         return part
 
     yield start
@@ -38,44 +39,44 @@ def spawn(tmp_path: Path) -> Iterator[Callable[[str], stack.Part]]:
         service.stop(timeout=1)
 
 
-def test_stop_part_stops_the_leader_and_its_children(spawn: Callable[[str], stack.Part]) -> None:
+def test_stop_part_stops_the_leader_and_its_children(spawn: Callable[[str], Part]) -> None:
     part = spawn("sleep 60 & sleep 60 & wait")
-    members = stack.group_members(part)
+    members = [process.pid for process in part.members()]
     assert len(members) == 3 and part.pid in members
-    assert stack.part_alive(part)
-    assert stack.stop_part(part, grace=3)
-    assert stack.group_members(part) == []
-    assert not stack.part_alive(part)
-    assert stack.stop_part(part) is False  # safe twice
+    assert part.alive()
+    assert part.stop(grace=3)
+    assert part.members() == []
+    assert not part.alive()
+    assert part.stop(grace=3) is False  # safe twice
 
 
-def test_a_group_that_ignores_sigterm_is_killed(spawn: Callable[[str], stack.Part]) -> None:
+def test_a_group_that_ignores_sigterm_is_killed(spawn: Callable[[str], Part]) -> None:
     part = spawn("trap '' TERM; sleep 60 & sleep 60 & wait")
     began = time.monotonic()
-    assert stack.stop_part(part, grace=0.5)
-    assert stack.group_members(part) == []
+    assert part.stop(grace=0.5)
+    assert part.members() == []
     assert time.monotonic() - began < 5
 
 
-def test_a_reused_pid_is_not_ours(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offset", [-1, 1], ids=["ours-started-earlier", "ours-started-later"])
+def test_a_reused_pid_is_not_ours(offset: int) -> None:
+    """A recorded part whose pid now leads another program's session (pids wrap around quickly on a busy machine):
+    that program and its group are not the part's, whichever started first."""
     child = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
-        started = stack.start_time(child.pid)
+        started = groups.start_time(child.pid)
         assert started is not None
-        impostor = stack.Part("other", child.pid, started + 1, "x.log")  # same pid, a later start: another process
-        assert not stack.part_alive(impostor)
-        assert stack.group_members(impostor) == []
-        assert stack.stop_part(impostor) is False
+        impostor = Part("other", child.pid, started + offset, "x.log")  # same pid, another start: another process
+        assert not impostor.alive()
+        assert impostor.members() == []
+        assert impostor.stop(grace=3) is False
         assert child.poll() is None
     finally:
         child.kill()
         child.wait()
 
 
-holders = processes.log_holders
-
-
-STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
+holders = groups.log_holders
 
 # Stand-ins for kinesis-local (STREAMWRECK_KINESIS_LOCAL): one that dies at start, one that answers every Kinesis call
 # with an error.
@@ -128,8 +129,7 @@ def test_an_aws_error_while_creating_the_resources_is_one_line_with_the_logs_tai
     assert "Traceback" not in result.stderr
     error = [line for line in result.stderr.splitlines() if "error:" in line]
     assert error == [
-        "streamwreck local: error: creating the stream, topic and queues failed: LimitExceededException: "
-        "fake: no streams today"
+        "streamwreck local: error: LimitExceededException while creating the stream 'demo': fake: no streams today"
     ], result.stderr
     assert "fake kinesis-local up" in result.stderr  # kinesis-local's log tail follows
     assert_all_stopped(tmp_path)
@@ -159,7 +159,7 @@ def test_a_process_that_dies_while_something_else_answers_is_not_ready(tmp_path:
         started[0].process.wait(timeout=30)
         return True
 
-    with pytest.raises(processes.StartError, match="exited with 4"):
+    with pytest.raises(StartError, match="exited with 4"):
         processes.launch(
             "dies", ["sh", "-c", "sleep 0.1; exit 4"], tmp_path, 0, another_server_answers, on_started=started.append
         )
@@ -168,16 +168,16 @@ def test_a_process_that_dies_while_something_else_answers_is_not_ready(tmp_path:
 def test_a_log_marker_of_an_earlier_run_does_not_count(tmp_path: Path) -> None:
     log = tmp_path / "recorder.log"
     log.write_text('{"event": "recorder_started"}\n')  # a reused folder: the last run's log
-    with pytest.raises(processes.StartError, match="exited with 3"):
+    with pytest.raises(StartError, match="exited with 3"):
         processes.launch(
-            "recorder", ["sh", "-c", "sleep 0.3; exit 3"], tmp_path, 0, stack.log_marker(log, "recorder_started")
+            "recorder", ["sh", "-c", "sleep 0.3; exit 3"], tmp_path, 0, processes.log_marker(log, "recorder_started")
         )
     service = processes.launch(
         "recorder",
         ["sh", "-c", "echo recorder_started; exec sleep 30"],
         tmp_path,
         0,
-        stack.log_marker(log, "recorder_started"),
+        processes.log_marker(log, "recorder_started"),
     )
     service.stop(timeout=1)
 
@@ -214,25 +214,19 @@ def up_until(folder: Path, stream: str, marker: str) -> tuple[subprocess.Popen[s
     pytest.fail(f"local up ended before {marker!r}:\n{printed}")
 
 
-def live(pid: int) -> bool:
-    stat = stack.proc_stat(pid)
-    return stat is not None and stat[2] != "Z"
+live = groups.alive
 
 
 def stack_processes(folder: Path, stream: str) -> set[int]:
     """Every live process of the stack in ``folder``: the recorded parts' groups, the holders of its logs, and any
     process with the stream's name in its environment (the processor's: its record processors log to a pipe)."""
     found = set(holders(folder))
-    state = stack.load(folder)
-    for part in state.parts if state else []:
-        found.update(stack.group_members(part))
-    variable = f"STREAMWRECK_STREAM_NAME={stream}".encode()
-    for environ in Path("/proc").glob("[0-9]*/environ"):
-        try:
-            if variable in environ.read_bytes().split(b"\0"):
-                found.add(int(environ.parent.name))
-        except OSError:
-            continue
+    stack_state = state.load(folder)
+    for part in stack_state.parts if stack_state else []:
+        found.update(process.pid for process in part.members())
+    for process in psutil.process_iter(["environ"]):
+        if (process.info["environ"] or {}).get("STREAMWRECK_STREAM_NAME") == stream:
+            found.add(process.pid)
     return {pid for pid in found if live(pid) and pid != os.getpid()}
 
 

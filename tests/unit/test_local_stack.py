@@ -1,24 +1,29 @@
-"""The local stack's pure parts: the state file, the demo rule, checkpoints and catch-up progress, the env scrub."""
+"""The local stack's pure parts: the state file, checkpoints and catch-up progress, the env scrub, the lookups."""
 
 from __future__ import annotations
 
 import json
 import os
 import threading
-import time
 from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from helpers import wait_until
 
-from streamwreck.core.records import RecordId
-from streamwreck.local import progress, resources, stack
+from streamwreck.checker.reading import UserRecord
+from streamwreck.checker.tally import key_of
+from streamwreck.checker.verdict import Checkpoint, LeasePosition
+from streamwreck.core.errors import ConfigError, StartError, WaitTimeout
+from streamwreck.core.settings import LocalSettings
+from streamwreck.local import processes, progress, resources, stack, state
+from streamwreck.local.state import Part, StackState
 
 S = "demo"
 
 
-def state(tmp_path: Path) -> stack.StackState:
-    return stack.StackState(
+def stack_state(tmp_path: Path) -> StackState:
+    return StackState(
         dir=str(tmp_path),
         region="us-east-1",
         stream=S,
@@ -32,26 +37,26 @@ def state(tmp_path: Path) -> stack.StackState:
         memcached="127.0.0.1:11211",
         queue_url="http://127.0.0.1:5000/123456789012/demo-processed-recorder",
         topic_arn="arn:aws:sns:us-east-1:123456789012:demo-processed",
-        parts=[stack.Part("memcached", 2**22 + 1, 123, str(tmp_path / "logs" / "memcached.log"), "127.0.0.1:11211")],
+        parts=[Part("memcached", 2**22 + 1, 123, str(tmp_path / "logs" / "memcached.log"), "127.0.0.1:11211")],
     )
 
 
 def test_state_file_round_trips(tmp_path: Path) -> None:
-    original = state(tmp_path)
-    stack.save(original)
-    assert stack.load(tmp_path) == original
+    original = stack_state(tmp_path)
+    state.save(original)
+    assert state.load(tmp_path) == original
     assert not (tmp_path / "stack.tmp").exists()
 
 
 def test_missing_state_file_is_no_stack_and_a_broken_one_is_one_clear_error(tmp_path: Path) -> None:
-    assert stack.load(tmp_path) is None
+    assert state.load(tmp_path) is None
     (tmp_path / "stack.json").write_text("{not json")
-    with pytest.raises(stack.StartError, match=r"stack\.json is not a stack state file"):
-        stack.load(tmp_path)
+    with pytest.raises(StartError, match=r"stack\.json is not a stack state file"):
+        state.load(tmp_path)
 
 
 def test_status_document_has_the_documented_keys_and_reports_dead_parts(tmp_path: Path) -> None:
-    summary = state(tmp_path).summary()
+    summary = stack_state(tmp_path).summary()
     for key in (
         "aws_endpoint_url",
         "kinesis_endpoint_url",
@@ -71,7 +76,7 @@ def test_status_document_has_the_documented_keys_and_reports_dead_parts(tmp_path
 
 
 def test_shell_exports_point_boto3_at_the_emulators_with_local_credentials(tmp_path: Path) -> None:
-    lines = stack.shell_exports(state(tmp_path)).splitlines()
+    lines = stack_state(tmp_path).shell_exports().splitlines()
     assert "export AWS_ENDPOINT_URL_KINESIS=http://127.0.0.1:4567" in lines
     assert "export AWS_ENDPOINT_URL=http://127.0.0.1:5000" in lines
     assert "export AWS_ACCESS_KEY_ID=streamwreck-local" in lines
@@ -87,42 +92,51 @@ def test_services_do_not_inherit_the_callers_aws_or_streamwreck_variables(monkey
     assert "AWS_ACCESS_KEY_ID" not in argv  # set by the stack itself
 
 
-@pytest.mark.parametrize(
-    ("sequence", "every", "skipped"),
-    [
-        ("49590338271490256608559692538361571095921575989136588895", 5, True),
-        ("49590338271490256608559692538361571095921575989136588896", 5, False),
-        ("10", 5, True),
-        ("10", 0, False),
-        ("0", 5, True),
-    ],
-)
-def test_demo_rule(sequence: str, every: int, skipped: bool) -> None:
-    assert progress.skipped_by_demo_rule(sequence, every) is skipped
+def record(shard_id: str, sequence: str, sub: int = 0) -> UserRecord:
+    return UserRecord(shard_id, sequence, sub, "key", None, 0.0, b"", 0)
 
 
 def test_progress_counts_recorded_skipped_and_checkpointed() -> None:
     a, b = "shardId-000000000000", "shardId-000000000001"
-    records = [RecordId(S, a, "10", 0), RecordId(S, a, "11", 0), RecordId(S, a, "12", 0), RecordId(S, b, "15", 0)]
-    records += [RecordId(S, b, "16", 0), RecordId(S, b, "16", 1)]  # one aggregated record, two user records
-    asked: list[RecordId] = []
+    records = [record(a, "10"), record(a, "11"), record(a, "12"), record(b, "15")]
+    records += [record(b, "16", 0), record(b, "16", 1)]  # one aggregated record, two user records
+    asked: list[UserRecord] = []
 
-    def behind_on_a(last: RecordId) -> bool:
+    def behind_on_a(last: UserRecord) -> bool:
         asked.append(last)
         return last.shard_id == b
 
     # 10 and 15 are skipped (and so missing); 12 and 16/1 not recorded yet; a's checkpoint is behind its last record.
-    missing = {records[0], records[2], records[3], records[5]}
+    missing = [key_of(records[i]) for i in (0, 2, 3, 5)]
     now = progress.measure(records, missing, behind_on_a, skip_every=5)
     assert sorted(asked) == [records[2], records[5]]  # each shard's last record, sub-sequence numbers included
     assert now == progress.Progress(total=6, skipped=2, recorded=2, shards=2, checkpointed=1)
     assert not now.done
     assert now.line() == "consumer: 2/4 records in the ledger (2 skipped by the demo rule), 1/2 shards checkpointed"
-    assert progress.measure(records, {records[0], records[3]}, lambda _: True, skip_every=5).done
+    assert progress.measure(records, [key_of(records[0]), key_of(records[3])], lambda _: True, skip_every=5).done
 
 
 def test_an_empty_stream_is_caught_up() -> None:
-    assert progress.measure([], set(), lambda _: False, skip_every=5).done
+    assert progress.measure([], [], lambda _: False, skip_every=5).done
+
+
+@pytest.mark.parametrize(
+    ("checkpoint", "caught_up"),
+    [
+        (Checkpoint(LeasePosition.SEQUENCE, "12", 0), True),
+        (Checkpoint(LeasePosition.SEQUENCE, "12", 1), True),
+        (Checkpoint(LeasePosition.SEQUENCE, "11", 5), False),
+        (Checkpoint(LeasePosition.SHARD_END), True),
+        (Checkpoint(LeasePosition.DONE), True),
+        (Checkpoint(LeasePosition.TRIM_HORIZON), False),
+        (Checkpoint(LeasePosition.AWAITING_LEASE), False),
+    ],
+)
+def test_a_shard_is_checkpointed_once_its_checkpoint_reaches_its_last_record(
+    checkpoint: Checkpoint, caught_up: bool
+) -> None:
+    last = record("shardId-000000000000", "12")
+    assert progress.checkpointed({"shardId-000000000000": checkpoint}, last) is caught_up
 
 
 def test_resource_names_and_policies() -> None:
@@ -136,36 +150,39 @@ def test_resource_names_and_policies() -> None:
     assert policy["Condition"] == {"ArnEquals": {"aws:SourceArn": "arn:t"}}
 
 
-def test_missing_prerequisites_name_what_to_install_one_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stack.shutil, "which", lambda name: None)
-    monkeypatch.setattr(stack.Path, "exists", lambda self: False)
-    monkeypatch.setattr(stack, "find_kcl_jars", lambda: None)
-    monkeypatch.setattr(stack.processes, "find_kinesis_local", _raise_start_error)
-    missing = stack.missing_prerequisites()
-    assert [line.split(" is missing")[0].split(" are missing")[0] for line in missing] == [
-        "memcached",
-        "java",
-        "node",
-        "kinesis-local",
-        "the KCL jars",
+def test_missing_prerequisites_name_what_to_install_one_line_each(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    def missing(*_: object) -> None:
+        raise ConfigError("the KCL jars are missing: run 'make kcl-jars' or set STREAMWRECK_KCL_JARS_DIR")
+
+    monkeypatch.setattr(processes.shutil, "which", lambda name: None)  # no memcached, java or node on PATH
+    monkeypatch.setattr(processes.Path, "exists", lambda self: False)
+    monkeypatch.setattr(stack, "find_jars", missing)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("JAVA_HOME", raising=False)
+    nowhere = tmp_path / "nowhere" / "main.js"
+    lines = stack.missing_prerequisites(LocalSettings(kinesis_local=str(nowhere)))
+    assert [line.split(":")[0] for line in lines] == [
+        "memcached is missing",
+        "Java is not installed",
+        "node is missing",
+        f"STREAMWRECK_KINESIS_LOCAL={nowhere}",
+        "the KCL jars are missing",
     ]
-    assert all("\n" not in line and ("install" in line or "make setup" in line) for line in missing)
-
-
-def _raise_start_error() -> None:
-    raise stack.StartError("not there")
+    assert all(
+        "\n" not in line and ("install" in line or "make " in line) for line in lines if nowhere.name not in line
+    )
 
 
 def test_down_says_an_up_is_in_progress_before_it_waits_for_the_folder(tmp_path: Path) -> None:
-    stack.save(state(tmp_path))
+    state.save(stack_state(tmp_path))
     said: list[str] = []
-    stopped: list[stack.StackState | None] = []
-    with stack.locked(tmp_path, "up"):
+    stopped: list[StackState | None] = []
+    with state.locked(tmp_path, "up"):
         down = threading.Thread(target=lambda: stopped.append(stack.down(tmp_path, say=said.append)))
         down.start()
-        deadline = time.monotonic() + 10
-        while not said and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: said, 10, "down to say it waits", interval=0.01)
         assert said == [
             f"an 'up' (pid {os.getpid()}) is in progress in {tmp_path.resolve()}: waiting for it to finish"
             " (Ctrl-C stops waiting)"
@@ -180,14 +197,17 @@ def test_down_says_an_up_is_in_progress_before_it_waits_for_the_folder(tmp_path:
     ("error", "line"),
     [
         (
-            TimeoutError("stream demo is still CREATING after 30s"),
-            "TimeoutError: stream demo is still CREATING after 30s",
+            WaitTimeout("stream 'demo' is not ACTIVE after 30 s"),
+            "stream 'demo' is not ACTIVE after 30 s",
         ),
         (
             ClientError({"Error": {"Code": "ResourceInUseException", "Message": "in use"}}, "CreateStream"),
-            "ResourceInUseException: in use",
+            "ResourceInUseException while creating the stream: in use",
         ),
-        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "EndpointConnectionError: Could not connect"),
+        (
+            EndpointConnectionError(endpoint_url="http://127.0.0.1:1"),
+            "cannot reach AWS while creating the stream: Could not connect",
+        ),
     ],
 )
 def test_an_aws_failure_during_up_is_one_line_then_the_emulators_log_tail(
@@ -195,13 +215,13 @@ def test_an_aws_failure_during_up_is_one_line_then_the_emulators_log_tail(
 ) -> None:
     log = tmp_path / "kinesis-local.log"
     log.write_text("starting\nlast words\n")
-    stack_state = state(tmp_path)
-    stack_state.parts = [stack.Part("kinesis-local", 1, None, str(log))]
+    stack_with_log = stack_state(tmp_path)
+    stack_with_log.parts = [Part("kinesis-local", 1, None, str(log))]
     with (
-        pytest.raises(stack.StartError) as caught,
-        stack._aws_step(stack_state, "creating the stream", "kinesis-local"),
+        pytest.raises(StartError) as caught,
+        stack._aws_step(stack_with_log, "creating the stream", "kinesis-local"),
     ):
         raise error
     first, *rest = str(caught.value).splitlines()
-    assert first.startswith(f"creating the stream failed: {line}")
+    assert first.startswith(line)
     assert rest == [f"{log}:", "starting", "last words"]
