@@ -27,8 +27,11 @@ import threading
 import time
 from pathlib import Path
 
+from streamwreck.checker.reconciling import ReconcileApi
 from streamwreck.core.records import RecordId
-from streamwreck.local import progress, stack
+from streamwreck.local import stack
+from streamwreck.local.state import StackState, status
+from streamwreck.processor.processor import skipped_by_demo_rule
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -36,9 +39,9 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def measure(state: stack.StackState, records: int, rate: float, poll: float, warmup: int) -> dict[str, object]:
-    kinesis, *_ = stack.clients(state)
-    probe = progress.LedgerProbe(state.api_url)
+def measure(state: StackState, records: int, rate: float, poll: float, warmup: int) -> dict[str, object]:
+    kinesis = state.client("kinesis")
+    probe = ReconcileApi(state.api_url)
     written: dict[RecordId, float] = {}
     put_seconds: list[float] = []
     lock = threading.Lock()
@@ -53,7 +56,7 @@ def measure(state: stack.StackState, records: int, rate: float, poll: float, war
             answer = kinesis.put_record(StreamName=state.stream, Data=f"bench {i}".encode(), PartitionKey=f"k{i}")
             after = time.monotonic()
             put_seconds.append(after - before)
-            if i < warmup or progress.skipped_by_demo_rule(answer["SequenceNumber"], state.skip_every):
+            if i < warmup or skipped_by_demo_rule(answer["SequenceNumber"], state.skip_every):
                 continue
             with lock:
                 written[RecordId(state.stream, answer["ShardId"], answer["SequenceNumber"], 0)] = after
@@ -68,10 +71,10 @@ def measure(state: stack.StackState, records: int, rate: float, poll: float, war
             with lock:
                 pending = [r for r in written if r not in latencies]
             if pending:
-                missing = probe.unrecorded(state.stream, pending)
+                missing = probe.reconcile(state.stream, pending).unprocessed  # type: ignore[arg-type]
                 now = time.monotonic()
                 for record in pending:
-                    if record not in missing:
+                    if (record.shard_id, record.sequence_number, record.sub_sequence_number) not in missing:
                         latencies[record] = now - written[record]
             elif done_writing.is_set():
                 break
@@ -109,7 +112,7 @@ def main() -> int:
         print(f"bench: {message}", file=sys.stderr, flush=True)
 
     if args.dir:
-        state = stack.status(args.dir)
+        state = status(args.dir)
         say(f"using the stack in {args.dir}")
         result = measure(state, args.records, args.rate, args.poll, args.warmup)
     else:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from streamwreck.core.aws import create_stream
-from streamwreck.core.aws import wait_stream_active as wait_stream_active  # the tests wait for ACTIVE with it
 
 # The recorder leaves a message it cannot parse in the queue; after this many receives SQS moves it to the DLQ.
 MAX_RECEIVE_COUNT = 5

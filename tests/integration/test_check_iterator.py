@@ -24,12 +24,12 @@ import pytest
 from streamwreck.checker.check import Check
 from streamwreck.checker.producer import produce
 from streamwreck.checker.reading import ShardReader, list_shards
+from streamwreck.core.aws import wait_stream_active
 from streamwreck.core.ledger import open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local import processes
 from streamwreck.local.processes import Service
-from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 CLOCK = """\
 'use strict';
@@ -96,7 +96,7 @@ def client(clock: Clock, expire_on_call: int) -> Any:
 
 def make_stream(kinesis: Any, name: str, count: int) -> list[Any]:
     kinesis.create_stream(StreamName=name, ShardCount=1)
-    wait_stream_active(kinesis, name, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, name)
     return produce(kinesis, name, count).records
 
 

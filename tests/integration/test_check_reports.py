@@ -28,11 +28,11 @@ import pytest
 
 from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
+from streamwreck.core.aws import wait_stream_active
 from streamwreck.core.ledger import open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local.processes import Service
-from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z")
@@ -73,7 +73,7 @@ def scenario(
         patch.setenv("AWS_ENDPOINT_URL_KINESIS", kinesis_local.url)
         kinesis = boto3.session.Session().client("kinesis")
         kinesis.create_stream(StreamName=stream, ShardCount=2)
-        wait_stream_active(kinesis, stream, STREAM_ACTIVE_TIMEOUT)
+        wait_stream_active(kinesis, stream)
         servers = f"127.0.0.1:{memcached.port}"
         with closing(open_ledger(load_settings(LedgerSettings, memcached_servers=servers))) as ledger:
             started = ledger.health().started_at

@@ -20,12 +20,12 @@ import pytest
 
 from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
+from streamwreck.core.aws import wait_stream_active
 from streamwreck.core.ledger import Ledger, open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local import processes
 from streamwreck.local.processes import Service
-from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 
 @dataclass
@@ -117,7 +117,7 @@ def test_memcached_restarted_after_recording_is_unreliable_not_lost(
     wait_past_start(stack.memcached)
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=unique, ShardCount=2)
-    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, unique)
     written = produce(kinesis, unique, 40).records
     record(stack.memcached, unique, written[2:])
 
@@ -177,7 +177,7 @@ def test_memcached_flushed_after_recording_is_unreliable_not_lost(
     wait_past_start(stack.memcached)
     kinesis = boto3.client("kinesis")
     kinesis.create_stream(StreamName=unique, ShardCount=1)
-    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, unique)
     written = produce(kinesis, unique, 50).records
     record(stack.memcached, unique, written)
     code, document = check(stack.api, unique, tmp_path, capsys)

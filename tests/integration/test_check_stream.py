@@ -27,12 +27,12 @@ import pytest
 from streamwreck.checker.check import Check
 from streamwreck.checker.producer import Written, produce
 from streamwreck.cli.main import main
+from streamwreck.core.aws import wait_stream_active
 from streamwreck.core.ledger import Ledger, open_ledger
 from streamwreck.core.records import RecordId
 from streamwreck.core.settings import LedgerSettings, load_settings
 from streamwreck.local import processes
 from streamwreck.local.processes import Service
-from streamwreck.local.resources import STREAM_ACTIVE_TIMEOUT, wait_stream_active
 
 STREAMWRECK = str(Path(sys.executable).with_name("streamwreck"))
 HALF = 2**127
@@ -59,7 +59,7 @@ def ledger(memcached: Service) -> Iterator[Ledger]:
 
 def create_stream(kinesis: Any, name: str, shards: int) -> None:
     kinesis.create_stream(StreamName=name, ShardCount=shards)
-    wait_stream_active(kinesis, name, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, name)
 
 
 def ids(stream: str, records: Iterable[Written]) -> list[RecordId]:
@@ -153,12 +153,12 @@ def test_split_and_merge_parents_are_read_before_children(
     create_stream(kinesis, unique, 2)
     written = produce(kinesis, unique, 60).records
     kinesis.split_shard(StreamName=unique, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(HALF // 2))
-    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, unique)
     written += produce(kinesis, unique, 60).records  # into 2 (low half of 0), 3 (high half of 0) and 1
     kinesis.merge_shards(
         StreamName=unique, ShardToMerge="shardId-000000000003", AdjacentShardToMerge="shardId-000000000001"
     )
-    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, unique)
     written += produce(kinesis, unique, 60).records  # into 2 and 4
     shards = {r.shard_id for r in written}
     assert shards == {f"shardId-00000000000{n}" for n in range(5)}
@@ -375,7 +375,7 @@ def test_a_child_shard_not_leased_yet_is_in_flight_while_its_parent_is_being_rea
     create_stream(kinesis, unique, 1)
     before = produce(kinesis, unique, 20).records
     kinesis.split_shard(StreamName=unique, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(HALF))
-    wait_stream_active(kinesis, unique, STREAM_ACTIVE_TIMEOUT)
+    wait_stream_active(kinesis, unique)
     after = produce(kinesis, unique, 20).records
     assert {r.shard_id for r in after} == {"shardId-000000000001", "shardId-000000000002"}
     dynamodb = boto3.client("dynamodb")
