@@ -105,16 +105,7 @@ def main() -> int:
         started.append(memcached)
         kinesis_local = processes.start_kinesis_local(logs)
         started.append(kinesis_local)
-        port = processes.free_port()
-        api = processes.launch(
-            "api",
-            [str(Path(sys.executable).with_name("streamwreck")), "api"],
-            logs,
-            port,
-            lambda: processes.http_ready(f"http://127.0.0.1:{port}/healthz"),
-            env={"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}", "STREAMWRECK_API_PORT": str(port)},
-            timeout=30,
-        )
+        api = processes.start_api(logs, memcached.port)
         started.append(api)
         os.environ.update(
             AWS_ENDPOINT_URL_KINESIS=kinesis_local.url,

@@ -32,7 +32,6 @@ from pymemcache.client.base import Client
 from report import write_section
 
 from streamwreck.core import buckets
-from streamwreck.core.commands import streamwreck_argv
 from streamwreck.core.events import encode
 from streamwreck.core.ledger import open_ledger
 from streamwreck.core.records import RecordId, ledger_key
@@ -117,19 +116,7 @@ def api_rate(port: int, logs: Path, ids: list[RecordId], requests: int) -> tuple
         raw_times.append(time.perf_counter() - started)
     raw = REQUEST_RECORDS / statistics.median(raw_times)
 
-    api_port = processes.free_port()
-    api = processes.launch(
-        "api",
-        streamwreck_argv("api", "--workers", "2"),
-        logs,
-        api_port,
-        lambda: processes.http_ready(f"http://127.0.0.1:{api_port}/healthz"),
-        env={
-            "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{port}",
-            "STREAMWRECK_API_PORT": str(api_port),
-            "STREAMWRECK_LOG_LEVEL": "WARNING",
-        },
-    )
+    api = processes.start_api(logs, port, workers=2, env={"STREAMWRECK_LOG_LEVEL": "WARNING"})
     try:
         bodies = [
             json.dumps(

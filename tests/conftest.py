@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,19 +80,6 @@ def unique() -> str:
 @pytest.fixture(scope="session")
 def api_server(memcached: Service, server_logs: Path) -> Iterator[Service]:
     """``streamwreck api`` as a real process on a free port, on the session's memcached."""
-    port = processes.free_port()
-    env = {
-        "STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}",
-        "STREAMWRECK_API_PORT": str(port),
-    }
-    service = processes.launch(
-        "api",
-        [str(Path(sys.executable).with_name("streamwreck")), "api"],
-        server_logs,
-        port,
-        lambda: processes.http_ready(f"http://127.0.0.1:{port}/healthz"),
-        env=env,
-        timeout=30,
-    )
+    service = processes.start_api(server_logs, memcached.port)
     yield service
     service.stop()

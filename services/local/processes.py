@@ -30,6 +30,7 @@ from pathlib import Path
 import psutil
 
 from streamwreck.core.clock import wait_until
+from streamwreck.core.commands import streamwreck_argv
 from streamwreck.core.errors import ConfigError, StartError, WaitTimeout
 from streamwreck.core.settings import LocalSettings, environment, load_settings, variable
 from streamwreck.local import groups
@@ -251,6 +252,27 @@ def start_memcached(
         argv += ["-u", "root"]
     ready = functools.partial(memcached_ready, port)
     return launch("memcached", argv, log_dir, port, ready, timeout=20, on_started=on_started, cancel=cancel)
+
+
+def start_api(
+    log_dir: Path,
+    memcached_port: int,
+    port: int | None = None,
+    *,
+    workers: int = 1,
+    env: Mapping[str, str] | None = None,
+) -> Service:
+    """``streamwreck api`` on 127.0.0.1, on the memcached at ``memcached_port``; ready once /healthz answers."""
+    port = port or free_port()
+    settings = {
+        "STREAMWRECK_MEMCACHED_SERVERS": f"{HOST}:{memcached_port}",
+        "STREAMWRECK_API_HOST": HOST,
+        "STREAMWRECK_API_PORT": str(port),
+        "STREAMWRECK_API_WORKERS": str(workers),
+        **(env or {}),
+    }
+    ready = functools.partial(http_ready, f"http://{HOST}:{port}/healthz")
+    return launch("api", streamwreck_argv("api"), log_dir, port, ready, env=settings, timeout=30)
 
 
 def start_moto(

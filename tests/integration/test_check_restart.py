@@ -5,7 +5,6 @@ not be restarted or flushed). Records written after a restart are judged by the 
 from __future__ import annotations
 
 import json
-import sys
 import time
 import uuid
 from collections.abc import Iterable, Iterator
@@ -43,17 +42,8 @@ class OwnStack:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[OwnStack]:
     node = processes.start_memcached(tmp_path)
-    port = processes.free_port()
     try:
-        api = processes.launch(
-            "api",
-            [str(Path(sys.executable).with_name("streamwreck")), "api"],
-            tmp_path,
-            port,
-            lambda: processes.http_ready(f"http://127.0.0.1:{port}/healthz"),
-            env={"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{node.port}", "STREAMWRECK_API_PORT": str(port)},
-            timeout=30,
-        )
+        api = processes.start_api(tmp_path, node.port)
     except BaseException:
         node.stop()
         raise
