@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Literal, TypeVar
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from streamwreck.core.errors import ConfigError
@@ -78,6 +78,13 @@ class ApiSettings(LedgerSettings):
     api_port: int = Field(8000, ge=1, le=65535, description="Port the API listens on.")
     api_workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes (one per core serves the most).")
     max_records_per_request: int = Field(10_000, ge=1, le=1_000_000, description="413 above it.")
+    max_request_bytes: int = Field(
+        4 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="A request body larger than this is refused with 413 before it is parsed (10,000 records take "
+        "about 1.2 MB).",
+    )
     api_key: str | None = Field(None, description="If set, clients must send it as the X-Api-Key header.")
 
 
@@ -87,6 +94,16 @@ class RecorderSettings(LedgerSettings, AwsSettings):
     queue_url: str = Field(min_length=1, description="SQS queue (subscribed to the topic) that the recorder reads.")
     recorder_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait.")
     recorder_visibility_timeout: int = Field(60, ge=0, le=43_200, description="Seconds a message stays invisible.")
+    topic_arn: str | None = Field(
+        None,
+        min_length=1,
+        description="If set, only messages from this SNS topic are recorded: an SNS envelope's TopicArn, or a raw "
+        "message's `TopicArn` message attribute. Others are left for the dead-letter queue and counted.",
+    )
+    recorder_metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="If set, Prometheus metrics are served on this port at /metrics."
+    )
+    recorder_metrics_host: str = Field("127.0.0.1", description="Address the metrics port listens on.")
 
 
 class ProcessorSettings(AwsSettings):
@@ -96,7 +113,10 @@ class ProcessorSettings(AwsSettings):
     application_name: str = Field(min_length=1, description="KCL application name; also the lease table's name.")
     topic_arn: str = Field(min_length=1, description="SNS topic that processed events are published to.")
     worker_id: str | None = Field(
-        None, max_length=256, description="Names this worker in processed events; hostname:pid if unset."
+        None,
+        max_length=256,
+        description="Names this worker (the KCL worker id and the processed events' worker); hostname and a random "
+        "suffix if unset.",
     )
     initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
     retrieval_mode: Literal["POLLING", "FANOUT"] = "POLLING"
@@ -120,6 +140,57 @@ class CheckerSettings(CommonSettings):
     api_url: str = Field(DEFAULT_API_URL, min_length=1, description="The reconcile API the checker asks.")
     api_key: str | None = Field(None, description="Sent as X-Api-Key, if the API wants one.")
     stream_name: str | None = Field(None, description="The stream to check, if --stream is not given.")
+    dead_letter_queue_url: str | None = Field(
+        None,
+        min_length=1,
+        description="The recorder's dead-letter queue: records named by the events in it are `unknown` (processed, "
+        "not recorded), not `lost`. Peeked, never consumed.",
+    )
+
+
+class WatcherSettings(AwsSettings):
+    """``streamwreck watch``: the continuous verdict, its own KCL application (the launcher and its record
+    processors read the same settings; the launcher passes them on to the record processors)."""
+
+    stream_name: str = Field(min_length=1, description="The stream to watch.")
+    kcl_app: str = Field(min_length=1, description="The audited consumer's KCL application (its lease table).")
+    application_name: str = Field(
+        "", description="The watcher's own KCL application and lease table; streamwreck-watch-<stream> if unset."
+    )
+    api_url: str = Field(DEFAULT_API_URL, min_length=1, description="The reconcile API the watcher asks.")
+    api_key: str | None = Field(None, description="Sent as X-Api-Key, if the API wants one.")
+    grace_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Judge a record this long after its arrival even if the consumer's checkpoint has "
+        "not passed it (it stays held while the checkpoint says the consumer is still coming).",
+    )
+    settle_seconds: float = Field(5.0, ge=0, le=300, description="Trust a checkpoint this long after reading it.")
+    export_file: str | None = Field(None, description="Append each lost record here as a JSON line.")
+    lost_topic_arn: str | None = Field(None, description="SNS topic the lost records are published to.")
+    metrics_port: int = Field(9108, ge=0, le=65535, description="/metrics and /healthz; 0: no server.")
+    metrics_host: str = Field("0.0.0.0", description="Address the metrics server listens on.")
+    metrics_dir: str | None = Field(None, description="Set by the launcher: where record processors keep metrics.")
+    max_held: int = Field(50_000, ge=1, description="Per shard: above it the watcher stops taking records.")
+    lease_refresh_seconds: float = Field(3.0, gt=0, le=300, description="How often the consumer's lease is read.")
+    checkpoint_seconds: float = Field(10.0, ge=0, le=3600, description="How often the watcher checkpoints.")
+    batch_size: int = Field(2500, ge=1, le=10_000, description="Records per reconcile request.")
+    stale_seconds: float = Field(120.0, gt=0, description="/healthz is stale after this long without progress.")
+    emf_seconds: float = Field(60.0, ge=0, description="CloudWatch EMF lines this often per shard; 0: none.")
+    emf_namespace: str = Field("Streamwreck/Watch", min_length=1, description="CloudWatch namespace of the EMF.")
+    worker_id: str | None = Field(None, max_length=256, description="KCL worker id; hostname + suffix if unset.")
+    initial_position: Literal["TRIM_HORIZON", "LATEST"] = "TRIM_HORIZON"
+    retrieval_mode: Literal["POLLING", "FANOUT"] = "POLLING"
+    metrics_level: Literal["NONE", "SUMMARY", "DETAILED"] = "NONE"
+    kcl_jars_dir: str | None = Field(None, description="Folder of the KCL MultiLangDaemon jars.")
+    local_profile: bool = Field(False, description="Emulator-friendly KCL settings, as for the processor.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_application(cls, values: object) -> object:
+        if isinstance(values, dict) and not values.get("application_name") and values.get("stream_name"):
+            values = {**values, "application_name": f"streamwreck-watch-{values['stream_name']}"}
+        return values
 
 
 class LocalSettings(CommonSettings):
@@ -136,6 +207,7 @@ SETTINGS_OF: dict[str, type[CommonSettings]] = {
     "processor": ProcessorSettings,
     "checker": CheckerSettings,
     "local": LocalSettings,
+    "watch": WatcherSettings,
 }
 
 
