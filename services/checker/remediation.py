@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from streamwreck.checker.reading import UserRecord, backoff
 from streamwreck.core.aws import AWS_ERRORS, translate
+from streamwreck.core.batching import batched
 from streamwreck.core.clock import iso
 from streamwreck.core.errors import AwsError, StreamwreckError
 
@@ -64,17 +65,12 @@ def entries(records: Sequence[UserRecord]) -> list[dict[str, Any]]:
 
 def batches(items: Sequence[dict[str, Any]], max_entries: int = MAX_ENTRIES) -> Iterator[list[dict[str, Any]]]:
     """PutRecords requests: at most 500 (or ``max_entries``) entries and 5 MiB (data plus partition keys) each."""
-    batch: list[dict[str, Any]] = []
-    size = 0
-    for item in items:
-        item_size = len(item["Data"]) + len(item["PartitionKey"].encode())
-        if batch and (len(batch) >= min(max_entries, MAX_ENTRIES) or size + item_size > MAX_REQUEST_BYTES):
-            yield batch
-            batch, size = [], 0
-        batch.append(item)
-        size += item_size
-    if batch:
-        yield batch
+    return batched(
+        items,
+        min(max_entries, MAX_ENTRIES),
+        MAX_REQUEST_BYTES,
+        lambda item: len(item["Data"]) + len(item["PartitionKey"].encode()),
+    )
 
 
 def put_all(

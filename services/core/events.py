@@ -20,6 +20,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
+from streamwreck.core.batching import batched
 from streamwreck.core.clock import iso
 from streamwreck.core.errors import RejectedInputError
 from streamwreck.core.records import (
@@ -118,17 +119,7 @@ def batch_requests(
     messages: Iterable[str], max_entries: int = MAX_BATCH_ENTRIES, max_bytes: int = MAX_BATCH_BYTES
 ) -> Iterator[list[str]]:
     """Group messages into PublishBatch requests: at most ``max_entries`` and ``max_bytes`` in all."""
-    batch: list[str] = []
-    size = 0
-    for message in messages:
-        length = len(message.encode())
-        if batch and (len(batch) == max_entries or size + length > max_bytes):
-            yield batch
-            batch, size = [], 0
-        batch.append(message)
-        size += length
-    if batch:
-        yield batch
+    return batched(messages, max_entries, max_bytes, lambda message: len(message.encode()))
 
 
 def parse_body(body: str) -> ProcessedEvent:
