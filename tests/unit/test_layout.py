@@ -41,6 +41,7 @@ MAY_IMPORT = {
     "services/processor": {"core", "processor"},
     "services/checker": {"core", "checker"},
     "services/local": {"core", "checker", "processor", "api", "recorder", "local"},
+    "services/watcher": {"core", "checker", "processor", "watcher"},
     "deploy": {"core", "deploy"},
 }
 
@@ -119,3 +120,17 @@ def test_the_package_is_the_only_top_level_import_name() -> None:
     assert {name.split(".")[0] for name in setuptools["packages"]} == {"streamwreck"}
     assert {name.split(".")[0] for name in setuptools["package-dir"]} == {"streamwreck"}
     assert set(setuptools["package-dir"].values()) == set(PACKAGE_FOLDERS)
+
+
+def test_every_package_folder_is_installed() -> None:
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {folder: package for package, folder in setuptools["package-dir"].items()}
+    expected = set()
+    for folder, package in folders.items():
+        for init in (ROOT / folder).rglob("__init__.py"):
+            relative = init.parent.relative_to(ROOT / folder).parts
+            expected.add(".".join((package, *relative)))
+    missing = expected - set(setuptools["packages"])
+    assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {sorted(missing)}: pip install would skip them"
