@@ -10,10 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import TypeAdapter
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from streamwreck.api.metrics import CONTENT_TYPE, ApiMetrics, MetricsMiddleware
 from streamwreck.api.reconcile import RequestProblem
 from streamwreck.api.routes import router
 from streamwreck.core.answers import ReconcileRequest
@@ -48,7 +49,13 @@ def create_app(settings: ApiSettings, ledger: Ledger | None = None) -> FastAPI:
     app = FastAPI(title="streamwreck reconcile API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.ledger = ledger
+    app.state.metrics = metrics = ApiMetrics()
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.include_router(router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def _metrics() -> Response:
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     @app.exception_handler(RequestProblem)
     async def _problem(request: Request, exc: RequestProblem) -> JSONResponse:

@@ -11,6 +11,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from streamwreck.api.body import read_body
+from streamwreck.api.metrics import ApiMetrics
 from streamwreck.api.reconcile import RequestProblem, parse_request, reconcile
 from streamwreck.core.answers import ANSWER, EXAMPLE_SEQUENCE, Problem, ReconcileResponse
 from streamwreck.core.errors import LedgerUnavailableError
@@ -80,7 +82,12 @@ _REQUEST_BODY = {
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": Problem, "description": "The server has an API key and the request's X-Api-Key is not it."},
-    413: {"model": Problem, "description": "More records than the server's limit (default 10,000): send batches."},
+    413: {
+        "model": Problem,
+        "description": "More records than the server's limit (default 10,000), or a body larger than its byte limit "
+        "(default 4 MiB, refused before it is read in full): send batches.",
+    },
+    415: {"model": Problem, "description": "The body is not `application/json`."},
     422: {"model": Problem, "description": "A record or parameter is invalid; the message names its index."},
     503: {"model": Problem, "description": "The ledger (memcached) is unreachable: retry after `Retry-After`."},
 }
@@ -105,14 +112,18 @@ async def post_reconcile(
         str | None, Query(description="With an array body: the shard.", examples=["shardId-000000000000"])
     ] = None,
 ) -> Response:
-    raw = await request.body()
+    raw = await read_body(request, settings.max_request_bytes)
     try:
         document = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:  # not JSON, not UTF-8, nested too deep, a number beyond 64 bits
         raise RequestProblem(422, "invalid_json", f"the body is not JSON: {str(exc)[:200]}") from None
     records = parse_request(document, stream, shard_id, settings.max_records_per_request)
     entries, health = await run_in_threadpool(_look_up, ledger, records)
-    return Response(ANSWER.dump_json(reconcile(records, entries, health)), media_type="application/json")
+    answer = reconcile(records, entries, health)
+    metrics: ApiMetrics | None = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.answered(answer)
+    return Response(ANSWER.dump_json(answer), media_type="application/json")
 
 
 def _look_up(ledger: Ledger, records: list[Any]) -> tuple[Any, Any]:
