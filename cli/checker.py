@@ -30,7 +30,8 @@ simply processed:
               not leased yet while a parent's or sibling's lease shows the consumer coming, or arrived within --grace
   unknown     the evidence cannot tell: the ledger evicted entries, was flushed, restarted after the record
               arrived, or the record is older than the ledger's TTL; or (--kcl-app) the consumer's lease is still at
-              LATEST, or its shard has no lease and no leased relative
+              LATEST, or its shard has no lease and no leased relative; or (--dead-letter-queue) its processed
+              event is in the recorder's dead-letter queue: processed, not recorded (streamwreck redrive-dlq)
   lost        none of the above and not in the ledger: the consumer skipped it
 
 Records the ledger lacks get a second look --settle seconds (default 5) after the consumer's checkpoints were read
@@ -55,6 +56,7 @@ environment:
   STREAMWRECK_API_URL       the reconcile API (default http://127.0.0.1:8000); --endpoint overrides it
   STREAMWRECK_API_KEY       sent as X-Api-Key; --api-key overrides it
   STREAMWRECK_STREAM_NAME   the stream, when --stream is not given
+  STREAMWRECK_DEAD_LETTER_QUEUE_URL  the recorder's dead-letter queue, when --dead-letter-queue is not given
   AWS_ENDPOINT_URL_KINESIS, AWS_ENDPOINT_URL, AWS_DEFAULT_REGION, AWS_PROFILE, ...  boto3's usual variables
 
 examples:
@@ -99,6 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         metavar="NAME",
         help="the consumer's KCL application name (its DynamoDB lease table): records beyond its checkpoints are "
         "in_flight",
+    )
+    judging.add_argument(
+        "--dead-letter-queue",
+        metavar="URL",
+        help="the recorder's dead-letter queue (default: $STREAMWRECK_DEAD_LETTER_QUEUE_URL): records its processed "
+        "events name are unknown (processed, not recorded), not lost; peeked, never consumed",
     )
     judging.add_argument(
         "--fail-on-duplicates", action="store_true", help="exit 1 when records were processed more than once"
@@ -164,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         concurrency=args.concurrency,
         fail_on_duplicates=args.fail_on_duplicates,
+        dead_letter_queue=args.dead_letter_queue or settings.dead_letter_queue_url,
         progress=lambda shard_ids, name: progress.choose(args.quiet, shard_ids, name),
     )
     document = check.run()

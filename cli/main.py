@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "run the recorder: processed events from SQS -> ledger entries in memcached",
     ),
     "processor": ("streamwreck.processor.daemon", "processor", "run the KCL consumer under the MultiLangDaemon"),
+    "redrive-dlq": ("streamwreck.cli.redrive", "cli", "move the recorder's dead-lettered events back to its queue"),
 }
 
 

@@ -23,6 +23,7 @@ from streamwreck.checker import (
     leases,
     report,
 )
+from streamwreck.checker.dead_letters import DeadLetters, peek, sqs_client
 from streamwreck.checker.reading import ReadStats, Shard, ShardReader, UserRecord, in_read_order, list_shards, read_all
 from streamwreck.checker.reading import select as select_shards
 from streamwreck.checker.reconciling import Answer, Pipeline, ReconcileApi
@@ -113,7 +114,10 @@ class Check:
     fail_on_duplicates: bool = False
     kinesis: Any = None
     progress: ProgressFactory = silent
+    dead_letter_queue: str | None = None  # the recorder's: peeked (never consumed) before the second look
+    sqs: Any = None
     tally: Tally | None = field(default=None, init=False)
+    dead_letters: DeadLetters | None = field(default=None, init=False)
     _checkpoints: dict[str, Checkpoint] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -154,6 +158,7 @@ class Check:
                 "batch_size": self.batch_size,
                 "concurrency": self.concurrency,
                 "fail_on_duplicates": self.fail_on_duplicates,
+                "dead_letter_queue": self.dead_letters.summary() if self.dead_letters is not None else None,
             },
             started=started,
             finished=time.time(),
@@ -220,9 +225,18 @@ class Check:
         lost = self.lost_records()
         if lost:
             settle_until(evidence_at + self.settle)
+            if self.dead_letter_queue:
+                self.dead_letters = self._peek_dead_letters(lost)
         for start in range(0, len(lost), self.batch_size):
             chunk = lost[start : start + self.batch_size]
             self._judge(self._tally(), chunk, api.reconcile(self.stream, chunk), revise=True)
+
+    def _peek_dead_letters(self, lost: Sequence[UserRecord]) -> DeadLetters:
+        """Which of the lost records a processed event in the recorder's dead-letter queue names."""
+        assert self.dead_letter_queue is not None
+        if self.sqs is None:
+            self.sqs = sqs_client()
+        return peek(self.sqs, self.dead_letter_queue, self.stream, {key_of(record) for record in lost})
 
     def _tally(self) -> Tally:
         if self.tally is None:
@@ -234,6 +248,9 @@ class Check:
             tally.add_processed(batch, answer.ledger)
             return
         checkpoints = self._checkpoints
+        dead = self.dead_letters
+        found = dead.found if dead is not None else set()
+        unread = dead.why_incomplete if dead is not None and not dead.complete else ""
         counts = [answer.count(key_of(record)) for record in batch]
         judgements = [
             judge(
@@ -246,6 +263,9 @@ class Check:
                 now=answer.received_at,
                 grace=self.grace,
                 readable=key_of(record) not in answer.unreadable,
+                dead_lettered=key_of(record) in found,
+                dead_letters_unread=unread,
+                stray_aggregate=record.stray_aggregate,
             )
             for record, count in zip(batch, counts, strict=True)
         ]

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from streamwreck.checker.aggregation import MAGIC, deaggregate
+from streamwreck.checker.aggregation import MAGIC, deaggregate, hash_key
 from streamwreck.core.aws import AWS_ERRORS, error_code, translate
 from streamwreck.core.errors import AwsError, TransientError
 
@@ -76,6 +76,8 @@ class UserRecord(NamedTuple):
     arrival: float  # ApproximateArrivalTimestamp, Unix seconds
     data: bytes
     ordinal: int  # its place among the user records read from its shard, from 0
+    # In a KPL aggregate with a user record that hashes outside this shard: the KCL drops every user record of it.
+    stray_aggregate: bool = False
 
 
 @dataclass
@@ -324,7 +326,12 @@ class ShardReader:
             data = record["Data"]
             partition_key = record["PartitionKey"]
             if data[:4] == MAGIC:
-                for sub in deaggregate(sequence, partition_key, data, arrived_at):
+                subs = deaggregate(sequence, partition_key, data, arrived_at)
+                aggregated = len(subs) > 1 or subs[0].data is not data  # not an aggregate passed on whole
+                stray = aggregated and any(
+                    not self.shard.owns(hash_key(sub.partition_key, sub.explicit_hash_key)) for sub in subs
+                )
+                for sub in subs:
                     page.append(
                         UserRecord(
                             shard_id,
@@ -335,6 +342,7 @@ class ShardReader:
                             arrival,
                             sub.data,
                             stats.records,
+                            stray,
                         )
                     )
                     stats.records += 1

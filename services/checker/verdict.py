@@ -3,6 +3,8 @@
 A record is ``processed`` when the ledger holds it once and ``duplicate`` when more than one processed event named
 it. A record the ledger does not hold is, in this order:
 
+- ``unknown`` when a processed event in the recorder's dead-letter queue names it (``--dead-letter-queue``): it was
+  processed, but not recorded; redriving the queue (``streamwreck redrive-dlq``) records it;
 - ``in_flight`` when the consumer has not got to it yet: it lies beyond the checkpoint of the consumer's lease on
   its shard (``--kcl-app``), or its shard has no lease yet while a parent's or sibling's lease shows the consumer
   working towards it, or it arrived less than the grace period ago;
@@ -11,8 +13,11 @@ it. A record the ledger does not hold is, in this order:
   no lease and no relative's lease vouches for the consumer; or the ledger cannot vouch for its absence: the ledger
   evicted entries or was flushed, or a memcached node started after the record arrived (its entry may have been
   written before the restart), or the record is older than the ledger's TTL (its entry may have expired), or a node
-  did not answer, or the ledger's data for the record could not be read;
-- ``lost`` otherwise: the ledger was intact for the whole life of the record and has no entry for it.
+  did not answer, or the ledger's data for the record could not be read; or the dead-letter queue could not be read
+  in full (its event may be there);
+- ``lost`` otherwise: the ledger was intact for the whole life of the record and has no entry for it. When the
+  record came in a KPL aggregate that also holds a user record hashing outside the shard, the reason says that the
+  KCL drops such an aggregate whole.
 
 Never ``lost`` for want of evidence: every doubt resolves to ``in_flight`` or ``unknown``.
 """
@@ -111,6 +116,13 @@ class Checkpoint:
         return self.position.value
 
 
+DEAD_LETTERED = "processed, but its event is in the dead-letter queue (not recorded)"
+STRAY_AGGREGATE = (
+    "not in the ledger: its KPL aggregate holds a user record whose hash key lies outside the shard, and the KCL "
+    "drops every user record of such an aggregate"
+)
+
+
 class Judgement(NamedTuple):
     status: Status
     reason: str
@@ -127,13 +139,21 @@ def judge(
     now: float,
     grace: float,
     readable: bool = True,
+    dead_lettered: bool = False,
+    dead_letters_unread: str = "",
+    stray_aggregate: bool = False,
 ) -> Judgement:
     """The status of one record. ``count`` is how many processed events the ledger holds for it (0: none);
-    ``readable`` is False when the ledger's data for it could not be read (then the count says nothing)."""
+    ``readable`` is False when the ledger's data for it could not be read (then the count says nothing);
+    ``dead_lettered`` when a processed event in the recorder's dead-letter queue names it; ``dead_letters_unread``
+    says why the dead-letter queue was not read in full (empty: it was, or it was not asked); ``stray_aggregate``
+    when its KPL aggregate holds a user record that hashes outside the shard it was read from."""
     if count > 1:
         return Judgement(Status.DUPLICATE, f"processed {count} times")
     if count == 1:
         return Judgement(Status.PROCESSED, "")
+    if dead_lettered:
+        return Judgement(Status.UNKNOWN, DEAD_LETTERED)
     if checkpoint is not None and checkpoint.pending(sequence_number, sub_sequence_number):
         if checkpoint.position is LeasePosition.SEQUENCE:
             return Judgement(Status.IN_FLIGHT, "beyond the consumer's checkpoint")
@@ -170,6 +190,10 @@ def judge(
         return Judgement(Status.UNKNOWN, "the ledger restarted after the record arrived")
     if age > ledger.ttl_seconds:
         return Judgement(Status.UNKNOWN, "older than the ledger's TTL")
+    if dead_letters_unread:
+        return Judgement(Status.UNKNOWN, f"the dead-letter queue was not read in full ({dead_letters_unread})")
+    if stray_aggregate:
+        return Judgement(Status.LOST, STRAY_AGGREGATE)
     return Judgement(Status.LOST, "not in the ledger")
 
 

@@ -296,3 +296,28 @@ def test_timestamps_parse_to_the_same_instant_as_botocores_parser() -> None:
         ours = parse_timestamp(value)
         assert ours == botocore_parse(value) and ours.tzinfo is not None
     assert parse_timestamp(1_795_795_200.5) == datetime(2026, 11, 27, 16, 0, 0, 500000, tzinfo=UTC)
+
+
+def test_an_aggregate_with_a_user_record_outside_the_shard_marks_all_its_records() -> None:
+    """The KCL drops every user record of such an aggregate: the reader says so of each, and of no other record."""
+    from streamwreck.checker.aggregation import hash_key
+
+    keys = [f"k{i}" for i in range(40)]
+    low = [k for k in keys if hash_key(k) < 2**127][:2]
+    high = [k for k in keys if hash_key(k) >= 2**127][:1]
+    lower_half = Shard("a", (), False, 0, 2**127 - 1)
+    mixed = next(aggregate([(k, b"x") for k in low + high], max_user_records=10))
+    kept = next(aggregate([(k, b"y") for k in low], max_user_records=10))
+    kinesis = ScriptedKinesis(
+        [page([record(1, T0, mixed.data, low[0]), record(2, T0, kept.data, low[0]), record(3, T0)], more=False)]
+    )
+    the_reader, _ = reader(kinesis, lower_half)
+    users = [r for p in the_reader.pages() for r in p]
+    assert [(r.sequence_number, r.stray_aggregate) for r in users] == [
+        ("1", True),
+        ("1", True),
+        ("1", True),
+        ("2", False),
+        ("2", False),
+        ("3", False),
+    ]
