@@ -94,11 +94,12 @@ class RecorderSettings(LedgerSettings, AwsSettings):
     queue_url: str = Field(min_length=1, description="SQS queue (subscribed to the topic) that the recorder reads.")
     recorder_wait_seconds: int = Field(20, ge=0, le=20, description="SQS long-poll wait.")
     recorder_visibility_timeout: int = Field(60, ge=0, le=43_200, description="Seconds a message stays invisible.")
-    topic_arn: str | None = Field(
+    recorder_topic_arn: str | None = Field(
         None,
         min_length=1,
         description="If set, only messages from this SNS topic are recorded: an SNS envelope's TopicArn, or a raw "
-        "message's `TopicArn` message attribute. Others are left for the dead-letter queue and counted.",
+        "message's `TopicArn` message attribute. Others are left for the dead-letter queue and counted. Not "
+        "STREAMWRECK_TOPIC_ARN (the processor's), which a shared environment may set for every part.",
     )
     recorder_metrics_port: int | None = Field(
         None, ge=1, le=65535, description="If set, Prometheus metrics are served on this port at /metrics."

@@ -1,10 +1,11 @@
-"""Which SNS topic a message came from, when the recorder is told to accept only one (``STREAMWRECK_TOPIC_ARN``).
+"""Which SNS topic a message came from, when the recorder is told to accept only one
+(``STREAMWRECK_RECORDER_TOPIC_ARN``).
 
 - An SNS-envelope body (the default delivery) names its topic: ``TopicArn``.
 - A raw-delivery body is the event alone: no envelope, so no topic. It is accepted only when it carries an SQS
   message attribute ``TopicArn`` (String) naming the topic; otherwise it is refused. With raw delivery, either
-  publish with that attribute or leave ``STREAMWRECK_TOPIC_ARN`` unset and let the queue's policy (only the topic may
-  send, ``aws:SourceArn``) do the guarding.
+  publish with that attribute or leave ``STREAMWRECK_RECORDER_TOPIC_ARN`` unset and let the queue's policy (only
+  the topic may send, ``aws:SourceArn``) do the guarding.
 
 This is a guard against wiring mistakes (a queue subscribed to the wrong topic, test traffic sent to a production
 queue), not authentication: whoever may send to the queue can write any envelope. Pure: no I/O.

@@ -5,9 +5,10 @@ queue's redrive policy moves it to the dead-letter queue after a few receives. W
 keeps the messages in hand (extending their visibility, so that an outage does not use up their receive count and
 dead-letter good events), receives nothing new, backs off, and carries on when memcached is back.
 
-With ``topic_arn`` set, a message from another topic is refused like a malformed one (:mod:`topics` says what is
-checked). Refusals are counted (:mod:`metrics`), and so is the last receive before the queue's redrive policy moves
-a refused message to the dead-letter queue, when the policy's ``maxReceiveCount`` is known.
+With ``topic_arn`` set (``STREAMWRECK_RECORDER_TOPIC_ARN``), a message from another topic is refused like a
+malformed one (:mod:`topics` says what is checked). Refusals are counted (:mod:`metrics`), and so is the last
+receive before the queue's redrive policy moves a refused message to the dead-letter queue, when the policy's
+``maxReceiveCount`` is known.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def serve(settings: RecorderSettings) -> int:
         ledger,
         wait_seconds=settings.recorder_wait_seconds,
         visibility_timeout=settings.recorder_visibility_timeout,
-        topic_arn=settings.topic_arn,
+        topic_arn=settings.recorder_topic_arn,
         metrics=metrics,
         max_receive_count=max_receive_count(sqs, settings.queue_url),
     )
