@@ -19,6 +19,7 @@ environment:
   STREAMWRECK_API_WORKERS              worker processes (default 1; one per core serves the most)
   STREAMWRECK_MAX_RECORDS_PER_REQUEST  413 above it (default 10000)
   STREAMWRECK_API_KEY                  if set, clients must send X-Api-Key
+  STREAMWRECK_MAX_REQUEST_BYTES        413 for a larger body, before it is parsed (default 4 MiB)
   STREAMWRECK_LEDGER_TTL_SECONDS       the TTL entries are written with (reported to clients)
   STREAMWRECK_LEDGER_FORMAT            buckets (default, ~7 bytes a record) or records; the same as the recorder's""",
     "recorder": """\
@@ -28,6 +29,8 @@ while memcached is down the messages are held and retried. SIGTERM finishes the 
 
 environment:
   STREAMWRECK_QUEUE_URL                the queue (required)
+  STREAMWRECK_RECORDER_TOPIC_ARN       if set, record only messages from this topic (others: dead-letter queue)
+  STREAMWRECK_RECORDER_METRICS_PORT    if set, Prometheus metrics on this port (_METRICS_HOST: 127.0.0.1)
   STREAMWRECK_MEMCACHED_SERVERS        host:port[,host:port...] (default 127.0.0.1:11211)
   STREAMWRECK_LEDGER_TTL_SECONDS       entry lifetime; at least the stream's retention (default 7 days)
   STREAMWRECK_LEDGER_FORMAT            buckets (default, ~7 bytes a record) or records; the same as the API's""",

@@ -70,6 +70,7 @@ class EventPublisher:
     ) -> None:
         self._sns = sns
         self._topic_arn = topic_arn
+        self._attributes = {"TopicArn": {"DataType": "String", "StringValue": topic_arn}}
         self.worker_id = worker_id or default_worker_id()
         self._attempts = attempts
         self._base_delay = base_delay
@@ -104,7 +105,12 @@ class EventPublisher:
             try:
                 response = self._sns.publish_batch(
                     TopicArn=self._topic_arn,
-                    PublishBatchRequestEntries=[{"Id": key, "Message": msg} for key, msg in pending.items()],
+                    PublishBatchRequestEntries=[
+                        # The topic as a message attribute: with raw delivery there is no envelope to name it, and
+                        # the recorder accepts only messages from its topic (STREAMWRECK_RECORDER_TOPIC_ARN).
+                        {"Id": key, "Message": msg, "MessageAttributes": self._attributes}
+                        for key, msg in pending.items()
+                    ],
                 )
             except ClientError as exc:
                 code = error_code(exc)

@@ -133,4 +133,4 @@ def test_every_package_folder_is_installed() -> None:
             relative = init.parent.relative_to(ROOT / folder).parts
             expected.add(".".join((package, *relative)))
     missing = expected - set(setuptools["packages"])
-    assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {sorted(missing)}: pip install would skip them"
+    assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {sorted(missing)}: pip would skip them"
