@@ -46,6 +46,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "processor": ("streamwreck.processor.daemon", "processor", "run the KCL consumer under the MultiLangDaemon"),
     "redrive-dlq": ("streamwreck.cli.redrive", "cli", "move the recorder's dead-lettered events back to its queue"),
+    "watch": ("streamwreck.cli.watch", "watch", "judge every record continuously, as its own KCL application"),
 }
 
 

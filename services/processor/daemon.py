@@ -184,9 +184,13 @@ def daemon_argv(java: str, jars: Path, properties_file: Path, log_configuration:
     ]
 
 
-def run_daemon(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run the daemon in the foreground, its logs on our stderr; SIGTERM/SIGINT/SIGHUP are passed on to it."""
-    process = subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), env=dict(env))
+def run_daemon(argv: Sequence[str], env: Mapping[str, str], output: int | None = None) -> int:
+    """Run the daemon in the foreground, its logs on our stderr (or the file descriptor ``output``: both its stdout
+    and stderr); SIGTERM/SIGINT/SIGHUP are passed on to it."""
+    out = sys.stderr.fileno() if output is None else output
+    process = subprocess.Popen(
+        list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=None if output is None else output, env=dict(env)
+    )
     stop_signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
     asked_to_stop: list[int] = []
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 from streamwreck.core.errors import ConfigError
-from streamwreck.core.settings import ProcessorSettings, variable
+from streamwreck.core.settings import variable
 
 MAIN_CLASS = "software.amazon.kinesis.multilang.MultiLangDaemon"
 SHUTDOWN_GRACE_MILLIS = 20_000
@@ -31,6 +32,25 @@ LOCAL_PROFILE: dict[str, str] = {
     "parentShardPollIntervalMillis": "1000",
     "idleTimeBetweenReadsInMillis": "500",
 }
+
+
+class KclSettings(Protocol):
+    """What the properties are built from: ProcessorSettings, and the watcher's (``streamwreck watch``) too."""
+
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def stream_name(self) -> str: ...
+    @property
+    def application_name(self) -> str: ...
+    @property
+    def initial_position(self) -> str: ...
+    @property
+    def retrieval_mode(self) -> str: ...
+    @property
+    def metrics_level(self) -> str: ...
+    @property
+    def local_profile(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -47,7 +67,7 @@ class Endpoints:
         )
 
 
-def resolve_region(settings: ProcessorSettings, env: Mapping[str, str]) -> str:
+def resolve_region(settings: KclSettings, env: Mapping[str, str]) -> str:
     region = settings.region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region:
         raise ConfigError(f"no AWS region: set {variable('region')} (or AWS_REGION / AWS_DEFAULT_REGION)")
@@ -55,7 +75,7 @@ def resolve_region(settings: ProcessorSettings, env: Mapping[str, str]) -> str:
 
 
 def build_properties(
-    settings: ProcessorSettings,
+    settings: KclSettings,
     *,
     executable: str,
     region: str,

@@ -1,0 +1,313 @@
+"""``streamwreck watch`` for real, beside the pipeline it audits: kinesis-local (Kinesis), moto (SNS, SQS, both KCL
+lease tables), a memcached and a reconcile API of this module's own (no other test's flush_all can make its ledger
+doubtful), the recorder, the consumer (``streamwreck processor`` under the real KCL daemon, the demo rule skipping
+every record whose sequence number divides by 5), and the watcher under its own real KCL daemon.
+
+One run, one consumer, in steps that share its start-up (each KCL application takes 30-50 s to its first records):
+
+1. the demo rule running: the watcher reports exactly the skipped records as lost, none else, each within
+   grace + 30 s of its arrival (p50 / p99 printed with ``-s``), and its counters say the same;
+2. the consumer stops (SIGSTOP) while records arrive: they are held, none reported lost past the grace period;
+   it resumes (SIGCONT): they are judged, only the skipped reported;
+3. the watcher stops (SIGTERM) and starts again: it resumes from its checkpoint (reads only what came after, give
+   or take the last few seconds' records) and reports the new skipped records.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import statistics
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import boto3
+import httpx
+import pytest
+from helpers import STREAMWRECK, wait_until
+
+from streamwreck.core.aws import wait_stream_active
+from streamwreck.core.errors import WaitTimeout
+from streamwreck.local import groups, processes
+from streamwreck.local.processes import Service
+from streamwreck.processor.processor import skipped_by_demo_rule
+
+pytestmark = [pytest.mark.kcl, pytest.mark.timeout(600)]
+
+SKIP_EVERY = 5
+SHARDS = 4
+GRACE = 10.0
+Key = tuple[str, str, int]
+
+
+@dataclass
+class Pipeline:
+    stream: str
+    kinesis: Any
+    consumer: Service
+    api_url: str
+    logs: Path
+    env: dict[str, str]
+
+    def put(self, count: int, prefix: str) -> list[Key]:
+        written: list[Key] = []
+        for start in range(0, count, 500):
+            entries = [
+                {"Data": f"{prefix}-{i}".encode(), "PartitionKey": f"{prefix}-{i}"}
+                for i in range(start, min(count, start + 500))
+            ]
+            response = self.kinesis.put_records(StreamName=self.stream, Records=entries)
+            assert response.get("FailedRecordCount", 0) == 0
+            written += [(r["ShardId"], r["SequenceNumber"], 0) for r in response["Records"]]
+        return written
+
+
+def skipped(keys: list[Key]) -> set[Key]:
+    return {key for key in keys if skipped_by_demo_rule(key[1], SKIP_EVERY)}
+
+
+@dataclass
+class Watcher:
+    service: Service
+    export: Path
+    metrics_url: str
+    seen: dict[Key, float]  # lost record -> when the test first saw its line
+
+    def lost(self) -> dict[Key, dict[str, Any]]:
+        """Every lost record reported so far (complete lines), noting when each was first seen."""
+        found: dict[Key, dict[str, Any]] = {}
+        if not self.export.exists():
+            return found
+        text = self.export.read_text()
+        now = time.time()
+        for line in text[: text.rfind("\n") + 1].splitlines():
+            entry = json.loads(line)
+            key = (entry["shard_id"], entry["sequence_number"], entry["sub_sequence_number"])
+            found[key] = entry
+            self.seen.setdefault(key, now)
+        return found
+
+    def metrics(self) -> dict[str, float]:
+        """Sums over shards: records_total by status, read, held."""
+        sums: dict[str, float] = {}
+        for line in httpx.get(f"{self.metrics_url}/metrics", timeout=10).text.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name_labels, value = line.rsplit(" ", 1)
+            name = name_labels.split("{", 1)[0]
+            if name == "streamwreck_watch_records_total":
+                name = "status:" + name_labels.split('status="', 1)[1].split('"', 1)[0]
+            sums[name] = sums.get(name, 0.0) + float(value)
+        return sums
+
+    def shards_seen(self) -> int:
+        text = httpx.get(f"{self.metrics_url}/metrics", timeout=10).text
+        return len(
+            {
+                line.split('shard_id="')[1].split('"')[0]
+                for line in text.splitlines()
+                if line.startswith("streamwreck_watch_held_records{")
+            }
+        )
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str, *services: Service) -> Any:
+    def watched() -> Any:
+        value = condition()
+        for service in services:
+            if not value and not service.alive():
+                raise AssertionError(f"{service.name} exited while waiting for {what}:\n{service.tail(40)}")
+        return value
+
+    try:
+        return wait_until(watched, timeout, what, interval=0.3)
+    except WaitTimeout as exc:
+        tails = "\n".join(f"== {s.name}\n{s.tail(30)}" for s in services)
+        raise AssertionError(f"{exc}\n{tails}") from None
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory: pytest.TempPathFactory, moto: Service, kinesis_local: Service) -> Iterator[Pipeline]:
+    logs = tmp_path_factory.mktemp("watch-logs")
+    env = {
+        "AWS_ENDPOINT_URL": moto.url,
+        "AWS_ENDPOINT_URL_KINESIS": kinesis_local.url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    name = f"w{os.getpid()}{int(time.time()) % 100000}"
+
+    def client(service: str, url: str) -> Any:
+        credentials = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        return boto3.client(service, endpoint_url=url, region_name="us-east-1", **credentials)  # type: ignore[call-overload]
+
+    kinesis = client("kinesis", kinesis_local.url)
+    kinesis.create_stream(StreamName=name, ShardCount=SHARDS)
+    wait_stream_active(kinesis, name)
+    sns, sqs = client("sns", moto.url), client("sqs", moto.url)
+    topic_arn = sns.create_topic(Name=name)["TopicArn"]
+    queue_url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+    started: list[Service] = []
+    try:
+        memcached = processes.start_memcached(logs)
+        started.append(memcached)
+        api = processes.start_api(logs, memcached.port)
+        started.append(api)
+        servers = {"STREAMWRECK_MEMCACHED_SERVERS": f"127.0.0.1:{memcached.port}"}
+        recorder_env = {**env, **servers, "STREAMWRECK_QUEUE_URL": queue_url, "STREAMWRECK_RECORDER_WAIT_SECONDS": "1"}
+        recorder = processes.launch(
+            "recorder",
+            [STREAMWRECK, "recorder"],
+            logs,
+            0,
+            processes.log_marker(logs / "recorder.log", "recorder_started"),
+            env=recorder_env,
+        )
+        started.append(recorder)
+        consumer_env = {
+            **env,
+            "STREAMWRECK_STREAM_NAME": name,
+            "STREAMWRECK_APPLICATION_NAME": f"{name}-consumer",
+            "STREAMWRECK_TOPIC_ARN": topic_arn,
+            "STREAMWRECK_SKIP_EVERY": str(SKIP_EVERY),
+            "STREAMWRECK_LOCAL_PROFILE": "true",
+            "STREAMWRECK_PUBLISH_FLUSH_SECONDS": "1",
+        }
+        consumer = processes.launch("consumer", [STREAMWRECK, "processor"], logs, 0, lambda: True, env=consumer_env)
+        started.append(consumer)
+        yield Pipeline(name, kinesis, consumer, api.url, logs, env)
+    finally:
+        for service in reversed(started):
+            service.stop(timeout=15)
+
+
+def start_watcher(pipeline: Pipeline, export: Path, name: str) -> Watcher:
+    port = processes.free_port()
+    argv = [
+        STREAMWRECK, "watch", "--quiet",
+        "--stream", pipeline.stream,
+        "--kcl-app", f"{pipeline.stream}-consumer",
+        "--endpoint", pipeline.api_url,
+        "--grace", str(GRACE),
+        "--settle", "2",
+        "--export", str(export),
+        "--metrics-port", str(port),
+    ]  # fmt: skip
+    env = {
+        **pipeline.env,
+        "STREAMWRECK_LOCAL_PROFILE": "true",
+        "STREAMWRECK_LEASE_REFRESH_SECONDS": "1",
+        "STREAMWRECK_CHECKPOINT_SECONDS": "2",
+        "STREAMWRECK_METRICS_HOST": "127.0.0.1",
+        "STREAMWRECK_EMF_SECONDS": "10",
+    }
+    url = f"http://127.0.0.1:{port}"
+    service = processes.launch(
+        name, argv, pipeline.logs, port, lambda: processes.http_ready(f"{url}/healthz"), env=env, timeout=60
+    )
+    return Watcher(service, export, url, {})
+
+
+def arrival(entry: dict[str, Any]) -> float:
+    return datetime.fromisoformat(entry["approximate_arrival_timestamp"].replace("Z", "+00:00")).timestamp()
+
+
+def test_the_watcher_reports_exactly_the_skipped_records_holds_for_a_stopped_consumer_and_resumes(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    export = tmp_path / "lost.jsonl"
+    watcher = start_watcher(pipeline, export, "watcher-1")
+    consumer = pipeline.consumer
+    try:
+        # 1. The demo rule running; the records are written once both applications hold every shard.
+        wait_for(lambda: watcher.shards_seen() == SHARDS, 150, "the watcher on every shard", watcher.service, consumer)
+        wait_for(
+            lambda: consumer.log_path.read_text(errors="replace").count('"shard_initialized"') >= SHARDS,
+            150,
+            "the consumer on every shard",
+            consumer,
+        )
+        first = pipeline.put(1000, "a")
+        want = skipped(first)
+        assert 0 < len(want) < len(first)
+        wait_for(lambda: set(watcher.lost()) >= want, 90, "the skipped records reported", watcher.service, consumer)
+        wait_for(
+            lambda: watcher.metrics().get("status:processed", 0) >= len(first) - len(want), 60, "every record judged"
+        )
+        lost = watcher.lost()
+        assert set(lost) == want  # exactly the skipped: none else, none missed
+        delays = sorted(watcher.seen[key] - arrival(entry) for key, entry in lost.items())
+        p50, p99 = statistics.median(delays), delays[int(0.99 * (len(delays) - 1))]
+        print(
+            f"\n[watch figures] lost reported after arrival: p50 {p50:.1f}s, p99 {p99:.1f}s, "
+            f"max {delays[-1]:.1f}s (grace {GRACE:g}s)"
+        )
+        assert delays[-1] <= GRACE + 30
+        entry = next(iter(lost.values()))
+        assert entry["reason"] == "not in the ledger"
+        assert arrival(entry) + 24 * 3600 == pytest.approx(
+            datetime.fromisoformat(entry["replayable_until"].replace("Z", "+00:00")).timestamp(), abs=0.01
+        )
+        figures = watcher.metrics()
+        assert figures["status:lost"] == len(want)
+        assert figures["status:processed"] + figures.get("status:duplicate", 0) == len(first) - len(want)
+        assert figures.get("status:unknown", 0) == 0
+
+        # 2. The consumer stops: new records are held, not reported lost after the grace period; then it resumes.
+        members = [process.pid for process in groups.group_members(consumer.pid, consumer.started)]
+        for pid in members:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            second = pipeline.put(300, "b")
+            written_at = time.time()
+            wait_for(
+                lambda: (
+                    watcher.metrics().get("streamwreck_watch_held_records", 0) >= len(second)
+                    and time.time() > written_at + GRACE + 5
+                ),
+                90,
+                "records held past the grace period",
+                watcher.service,
+            )
+            assert not set(watcher.lost()) & set(second)
+        finally:
+            for pid in members:
+                os.kill(pid, signal.SIGCONT)
+        want |= skipped(second)
+        wait_for(
+            lambda: set(watcher.lost()) >= want and watcher.metrics().get("streamwreck_watch_held_records", 1) == 0,
+            120,
+            "the held records judged",
+            watcher.service,
+            consumer,
+        )
+        assert set(watcher.lost()) == want
+    finally:
+        watcher.service.stop(timeout=30)
+
+    # 3. A watcher restarted from its checkpoint: it reads what came after, not the stream from the start.
+    third = pipeline.put(300, "c")
+    want |= skipped(third)
+    again = start_watcher(pipeline, export, "watcher-2")
+    try:
+        wait_for(
+            lambda: set(again.lost()) >= want,
+            150,
+            "the new skipped records reported after the restart",
+            again.service,
+            consumer,
+        )
+        assert set(again.lost()) == want
+        read = again.metrics().get("streamwreck_watch_records_read_total", 0)
+        assert len(third) <= read < len(third) + 300, f"the restarted watcher read {read} records"
+    finally:
+        again.service.stop(timeout=30)
