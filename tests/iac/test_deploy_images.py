@@ -146,6 +146,9 @@ IMPORT_NAMES = {
     "rich": "rich",
     "aws-kinesis-agg": "aws_kinesis_agg",
     "moto": "moto",
+    "orjson": "orjson",
+    "prometheus-client": "prometheus_client",
+    "psutil": "psutil",
 }
 BLOCKER = """
 import importlib.abc, sys
