@@ -26,6 +26,8 @@ what it needs.
   status  show the endpoints and whether each part is alive (--json for scripts, --env for a shell)
   wait    wait until the consumer has caught up with every record now in the stream, showing progress
   down    stop exactly what 'up' started (safe to run twice)
+  restart start one part again, same settings and port (memcached comes back empty; --kill crashes it first)
+  worker  start another processor worker (a second KCL worker of the same application)
 
 The processor skips every record whose sequence number divides by --skip-every (default 5): the demo rule, so that
 'streamwreck check' has records to name as lost. --skip-every 0 processes everything.
@@ -82,6 +84,15 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         help="how long to wait for the KCL consumer to lease every shard (default 240)",
     )
 
+    up.add_argument(
+        "--service-env",
+        action="append",
+        default=[],
+        type=_assignment,
+        metavar="NAME=VALUE",
+        help="a setting for the processor, recorder and API, e.g. STREAMWRECK_PUBLISH_ATTEMPTS=1 (repeatable)",
+    )
+
     status = action("status", "show the endpoints and whether each part is alive")
     shape = status.add_mutually_exclusive_group()
     shape.add_argument("--json", action="store_true", help="print a JSON document (endpoints, names, parts)")
@@ -93,6 +104,18 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     wait.add_argument("--quiet", action="store_true", help="no progress lines")
 
     action("down", "stop everything 'up' started")
+
+    restart = action("restart", "start one part again with its settings and port (moto and kinesis-local cannot)")
+    restart.add_argument("part", metavar="PART", help="memcached, recorder, api, processor or processor-N")
+    restart.add_argument("--kill", action="store_true", help="SIGKILL its whole process group first (a crash)")
+    action("worker", "start another processor worker (processor-N, KCL worker id local-N)")
+
+
+def _assignment(value: str) -> tuple[str, str]:
+    name, sep, setting = value.partition("=")
+    if not sep or not name or not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+        raise argparse.ArgumentTypeError(f"expects NAME=VALUE, got {value!r}")
+    return name, setting
 
 
 def _stream_name(value: str) -> str:
@@ -123,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.action == "wait":
         return _wait(args)
+    if args.action in ("restart", "worker"):
+        return _restart(args)
     return _status(args)
 
 
@@ -140,6 +165,7 @@ def _up(args: argparse.Namespace) -> int:
         memcached_port=args.memcached_port,
         api_port=args.api_port,
         consumer_timeout=args.consumer_timeout,
+        service_env=dict(args.service_env),
     )
     began = time.monotonic()
     try:
@@ -215,4 +241,18 @@ def _wait(args: argparse.Namespace) -> int:
     if failure is not None:
         _say(failure)
         return 1
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    from streamwreck.local import parts
+
+    if args.action == "worker":
+        part = parts.add_worker(args.dir, say=_say)
+    else:
+        if args.kill:
+            pids = parts.kill(args.dir, args.part)
+            _say(f"killed {args.part} ({len(pids)} processes)")
+        part = parts.restart(args.dir, args.part, say=_say)
+    print(json.dumps({"part": part.name, "pid": part.pid, "url": part.url, "log": part.log}))
     return 0

@@ -127,18 +127,25 @@ def unrecorded(api: ReconcileApi, stream: str, records: Sequence[UserRecord]) ->
     return [record for record in records if key_of(record) in missing]
 
 
-def catch_up(state: StackState, timeout: float, show: Say | None = None) -> str | None:
+def catch_up(state: StackState, timeout: float, show: Say | None = None, since: float | None = None) -> str | None:
     """Wait until the consumer has caught up with every record now in the stream: each one the demo rule does not
     skip is in the ledger, and every shard's checkpoint has passed its last record. None once it has; else why not
-    (the processor stopped, or ``timeout`` seconds passed). ``show`` is told the progress as it changes."""
+    (the processor stopped, or ``timeout`` seconds passed). ``show`` is told the progress as it changes. ``since``
+    (Unix seconds): only records that arrived then or later must be in the ledger (memcached restarted then, and
+    forgot the others)."""
     kinesis, dynamodb = state.client("kinesis"), state.client("dynamodb")
     try:
         contents = read_stream(kinesis, state.stream)
     except AwsError as exc:
         raise AwsError(f"{exc} (is the stack running? 'streamwreck local status')") from exc
     records = contents.records
-    pending = [r for r in records if not skipped_by_demo_rule(r.sequence_number, state.skip_every)]
-    processor = state.part("processor")
+    pending = [
+        r
+        for r in records
+        if not skipped_by_demo_rule(r.sequence_number, state.skip_every) and (since is None or r.arrival >= since)
+    ]
+    # Every worker of the consumer (`local restart`/`add_worker` may have started more): one alive is enough.
+    workers = [part for part in state.parts if part.name == "processor" or part.name.startswith("processor-")]
     api = ReconcileApi(state.api_url, timeout=10.0)
     line, shown_at = "", 0.0
 
@@ -157,8 +164,8 @@ def catch_up(state: StackState, timeout: float, show: Say | None = None) -> str 
             shown_at = time.monotonic()
         if now is not None and now.done:
             return now
-        if processor is not None and not processor.alive():
-            return f"the processor is not running: see {processor.log}"
+        if workers and not any(worker.alive() for worker in workers):
+            return f"the processor is not running: see {', '.join(worker.log for worker in workers)}"
         return None
 
     try:

@@ -14,10 +14,10 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent import futures as concurrent_futures
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,11 @@ from streamwreck.checker.leases import lease_shard, read_leases
 from streamwreck.checker.reading import list_shards
 from streamwreck.core.aws import AWS_ERRORS, error_code, translate
 from streamwreck.core.clock import iso, wait_until
-from streamwreck.core.commands import streamwreck_argv
 from streamwreck.core.errors import AlreadyUp, AwsError, ConfigError, StartError, WaitTimeout
 from streamwreck.core.settings import LocalSettings, environment, load_settings
-from streamwreck.local import processes, resources
+from streamwreck.local import parts, processes, resources
 from streamwreck.local.processes import HOST, Service
-from streamwreck.local.state import Part, Say, StackState, load, locked, save, state_path
+from streamwreck.local.state import Say, StackState, load, locked, save, state_path
 from streamwreck.processor.jars import find_jars, find_java
 
 DEFAULT_DIR = Path(".streamwreck")
@@ -57,6 +56,7 @@ class Options:
     memcached_port: int | None = None
     api_port: int | None = None
     consumer_timeout: float = 240.0
+    service_env: dict[str, str] = field(default_factory=dict)  # extra settings of the processor, recorder, API
 
 
 def missing_prerequisites(settings: LocalSettings) -> list[str]:
@@ -109,6 +109,7 @@ def up(options: Options, say: Say = print, settings: LocalSettings | None = None
             shards=options.shards,
             skip_every=options.skip_every,
             started_at=iso(time.time(), "seconds"),
+            service_env=dict(options.service_env),
         )
         state.logs.mkdir(parents=True, exist_ok=True)
         save(state)
@@ -180,55 +181,7 @@ def _aws_step(state: StackState, doing: str, *parts: str) -> Iterator[None]:
         raise StartError(f"{error}{tails}") from None
 
 
-_state_lock = threading.Lock()  # the emulators start in threads, each recording itself
-
-
-def _recorder_for(state: StackState, url: str | None = None) -> processes.OnStarted:
-    """An ``on_started`` that writes a spawned process to the state file (before it answers: whatever happens
-    next, down finds it)."""
-
-    def record(service: Service) -> None:
-        where = url or (f"{HOST}:{service.port}" if service.name == "memcached" else service.url)
-        with _state_lock:
-            state.parts.append(Part(service.name, service.pid, service.started, str(service.log_path), where))
-            save(state)
-
-    return record
-
-
-def _clean_env_argv(argv: list[str], env: Mapping[str, str]) -> list[str]:
-    """Prefix ``argv`` with env(1) unsetting every inherited AWS_*/STREAMWRECK_* variable that ``env`` does not set:
-    the stack's services must not pick up the caller's profile, session token, API key or endpoints."""
-    inherited = environment()
-    unset = [name for name in sorted(inherited) if name.startswith(("AWS_", "STREAMWRECK_")) and name not in env]
-    if not unset:
-        return argv
-    return ["env", *[arg for name in unset for arg in ("-u", name)], *argv]
-
-
-def _services_env(state: StackState, jars: Path) -> dict[str, str]:
-    return {
-        **state.aws_environment(),
-        "STREAMWRECK_MEMCACHED_SERVERS": state.memcached,
-        "STREAMWRECK_QUEUE_URL": state.queue_url,
-        "STREAMWRECK_TOPIC_ARN": state.topic_arn,
-        "STREAMWRECK_STREAM_NAME": state.stream,
-        "STREAMWRECK_APPLICATION_NAME": state.kcl_application,
-        "STREAMWRECK_REGION": state.region,
-        "STREAMWRECK_SKIP_EVERY": str(state.skip_every),
-        "STREAMWRECK_INITIAL_POSITION": "TRIM_HORIZON",
-        "STREAMWRECK_RETRIEVAL_MODE": "POLLING",
-        "STREAMWRECK_METRICS_LEVEL": "NONE",
-        "STREAMWRECK_KCL_JARS_DIR": str(jars),
-        "STREAMWRECK_RECORDER_WAIT_SECONDS": "2",  # a short long poll: down need not wait for it
-        "STREAMWRECK_WORKER_ID": "local",
-        "STREAMWRECK_LOCAL_PROFILE": "true",  # the KCL's emulator profile: no worker metrics, fast lease sync
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
 def _start(state: StackState, options: Options, names: resources.Names, settings: LocalSettings, say: Say) -> None:
-    logs = state.logs
     say("starting memcached, moto (SNS, SQS, DynamoDB) and kinesis-local")
     _start_emulators(state, options, settings)
     memcached, moto, kinesis = (state.part(name) for name in ("memcached", "moto", "kinesis-local"))
@@ -244,44 +197,15 @@ def _start(state: StackState, options: Options, names: resources.Names, settings
     state.topic_arn, state.queue_url = created.topic_arn, created.queue_url
     state.dead_letter_queue_url = created.dead_letter_queue_url
     save(state)
-    env = _services_env(state, find_jars(settings.kcl_jars_dir))
+    env = parts.services_env(state, find_jars(settings.kcl_jars_dir))
 
     # The consumer first: the KCL daemon needs the longest to start (~30 s to its leases).
     rule = f"skips sequence numbers divisible by {state.skip_every}" if state.skip_every else "skips none"
     say(f"starting the processor (KCL application {state.kcl_application}; demo rule: {rule})")
-    processor = processes.launch(
-        "processor",
-        _clean_env_argv(streamwreck_argv("processor"), env),
-        logs,
-        0,
-        lambda: True,
-        env=env,
-        on_started=_recorder_for(state, f"KCL application {state.kcl_application}"),
-    )
-
+    processor = parts.start_service(state, parts.PROCESSOR, env)
     say("starting the recorder and the API")
-    processes.launch(
-        "recorder",
-        _clean_env_argv(streamwreck_argv("recorder"), env),
-        logs,
-        0,
-        processes.log_marker(logs / "recorder.log", "recorder_started"),
-        env=env,
-        timeout=60,
-        on_started=_recorder_for(state, state.queue_url),
-    )
-    api_port = options.api_port or processes.free_port()
-    api_env = {**env, "STREAMWRECK_API_HOST": HOST, "STREAMWRECK_API_PORT": str(api_port)}
-    api = processes.launch(
-        "api",
-        _clean_env_argv(streamwreck_argv("api"), api_env),
-        logs,
-        api_port,
-        lambda: processes.http_ready(f"http://{HOST}:{api_port}/readyz", ok_only=True),
-        env=api_env,
-        timeout=60,
-        on_started=_recorder_for(state),
-    )
+    parts.start_service(state, "recorder", env)
+    api = parts.start_service(state, "api", env, port=options.api_port or 0)
     state.api_url = api.url
     save(state)
 
@@ -293,7 +217,7 @@ def _start_emulators(state: StackState, options: Options, settings: LocalSetting
     """memcached, moto and kinesis-local in parallel. Each is recorded as it is spawned; when one fails (or Ctrl-C
     comes) the others are cancelled, and this returns only once no start is still in progress."""
     logs, cancel = state.logs, threading.Event()
-    record = _recorder_for(state)
+    record = parts.recorder_for(state)
     main = processes.find_kinesis_local(settings.kinesis_local)
     starters: list[Callable[[], Service]] = [
         lambda: processes.start_memcached(logs, options.memcached_port, on_started=record, cancel=cancel),
@@ -318,7 +242,7 @@ def _start_emulators(state: StackState, options: Options, settings: LocalSetting
     pool.shutdown(wait=True)
 
 
-def _lease_owners(dynamodb: Any, state: StackState) -> dict[str, str | None]:
+def lease_owners(dynamodb: Any, state: StackState) -> dict[str, str | None]:
     """{shard id: owner} from the KCL lease table; empty until the daemon has created the table."""
     try:
         dynamodb.describe_table(TableName=state.kcl_application)
@@ -344,7 +268,7 @@ def _wait_for_leases(state: StackState, processor: Service, timeout: float) -> N
         if not processor.alive():
             raise StartError(f"the processor exited at start; {processor.log_path}:\n{processor.tail(30)}")
         with _aws_step(state, f"reading the KCL lease table {state.kcl_application}", "moto"):
-            owners = _lease_owners(dynamodb, state)
+            owners = lease_owners(dynamodb, state)
         owned.clear()
         owned.update(shard for shard in shards if owners.get(shard))
         return owned == shards

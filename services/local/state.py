@@ -65,6 +65,7 @@ class StackState:
     dead_letter_queue_url: str = ""
     topic_arn: str = ""
     ready: bool = False
+    service_env: dict[str, str] = field(default_factory=dict)  # settings the services get on top of the stack's
     parts: list[Part] = field(default_factory=list)
 
     @property

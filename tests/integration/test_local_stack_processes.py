@@ -4,6 +4,7 @@ and never signals a process that merely reuses a recorded pid."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -18,7 +19,7 @@ import pytest
 from helpers import STREAMWRECK, wait_until
 
 from streamwreck.core.errors import StartError
-from streamwreck.local import groups, processes, state
+from streamwreck.local import groups, parts, processes, state
 from streamwreck.local.state import Part
 
 
@@ -262,3 +263,67 @@ def test_ctrl_c_during_up_stops_every_process_it_started(tmp_path: Path, marker:
         for pid in stack_processes(tmp_path, stream):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def recorded_stack(folder: Path, *members: Part) -> None:
+    state.save(
+        state.StackState(
+            dir=str(folder),
+            region="us-east-1",
+            stream="demo",
+            kcl_application="demo-consumer",
+            shards=1,
+            skip_every=0,
+            started_at="2026-12-01T00:00:00Z",
+            parts=list(members),
+        )
+    )
+
+
+def test_kill_sigkills_the_whole_group_and_pause_stops_it_until_resumed(
+    tmp_path: Path, spawn: Callable[[str], Part]
+) -> None:
+    paused = spawn("sleep 60 & sleep 60 & wait")
+    killed = spawn("trap '' TERM; sleep 60 & sleep 60 & wait")
+    paused.name, killed.name = "moto", "recorder"
+    recorded_stack(tmp_path, paused, killed)
+
+    assert sorted(parts.pause(tmp_path, "moto")) == sorted(p.pid for p in paused.members())
+    wait_until(lambda: {p.status() for p in paused.members()} == {psutil.STATUS_STOPPED}, 5, "the group to stop")
+    parts.resume(tmp_path, "moto")
+    wait_until(lambda: psutil.STATUS_STOPPED not in {p.status() for p in paused.members()}, 5, "the group to go on")
+
+    assert len(parts.kill(tmp_path, "recorder")) == 3  # no grace: SIGTERM ignored or not, all gone at once
+    assert killed.members() == [] and paused.alive()
+    stack_state = state.load(tmp_path)
+    assert stack_state is not None and stack_state.part("recorder") == killed  # recorded until restarted
+
+
+def test_memcached_restarts_empty_on_its_port_and_the_state_file_follows(tmp_path: Path) -> None:
+    recorded_stack(tmp_path)
+    stack_state = state.load(tmp_path)
+    assert stack_state is not None
+    first = processes.start_memcached(stack_state.logs, on_started=parts.recorder_for(stack_state))
+    stack_state.memcached = f"127.0.0.1:{first.port}"
+    state.save(stack_state)
+    try:
+        with socket.create_connection(("127.0.0.1", first.port), timeout=2) as sock:
+            sock.sendall(b"set k 0 0 1\r\nv\r\n")
+            assert sock.recv(64) == b"STORED\r\n"
+        restarted = local("restart", "--dir", str(tmp_path), "memcached")  # a process of its own: it outlives the CLI
+        assert restarted.returncode == 0, restarted.stderr
+        said = json.loads(restarted.stdout)
+        again = Part(said["part"], said["pid"], None, said["log"], said["url"])
+        assert again.pid != first.pid and again.url == f"127.0.0.1:{first.port}"
+        assert not first.alive()
+        with socket.create_connection(("127.0.0.1", first.port), timeout=2) as sock:
+            sock.sendall(b"get k\r\n")
+            assert sock.recv(64) == b"END\r\n"  # forgotten
+        reloaded = state.load(tmp_path)
+        assert reloaded is not None and [p.pid for p in reloaded.parts] == [again.pid]
+        assert reloaded.parts[0].alive()
+    finally:
+        first.stop()
+        reloaded = state.load(tmp_path)
+        for part in reloaded.parts if reloaded else []:
+            part.stop(1.0)

@@ -16,7 +16,7 @@ from streamwreck.checker.tally import key_of
 from streamwreck.checker.verdict import Checkpoint, LeasePosition
 from streamwreck.core.errors import ConfigError, StartError, WaitTimeout
 from streamwreck.core.settings import LocalSettings
-from streamwreck.local import processes, progress, resources, stack, state
+from streamwreck.local import parts, processes, progress, resources, stack, state
 from streamwreck.local.state import Part, StackState
 
 S = "demo"
@@ -85,7 +85,7 @@ def test_shell_exports_point_boto3_at_the_emulators_with_local_credentials(tmp_p
 def test_services_do_not_inherit_the_callers_aws_or_streamwreck_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_PROFILE", "production")
     monkeypatch.setenv("STREAMWRECK_API_KEY", "secret")
-    argv = stack._clean_env_argv(["streamwreck", "api"], {"AWS_ACCESS_KEY_ID": "x"})
+    argv = parts.clean_env_argv(["streamwreck", "api"], {"AWS_ACCESS_KEY_ID": "x"})
     assert argv[0] == "env" and argv[-2:] == ["streamwreck", "api"]
     assert argv[argv.index("AWS_PROFILE") - 1 : argv.index("AWS_PROFILE") + 1] == ["-u", "AWS_PROFILE"]
     assert "STREAMWRECK_API_KEY" in argv
@@ -225,3 +225,38 @@ def test_an_aws_failure_during_up_is_one_line_then_the_emulators_log_tail(
     first, *rest = str(caught.value).splitlines()
     assert first.startswith(line)
     assert rest == [f"{log}:", "starting", "last words"]
+
+
+def test_the_services_get_the_stacks_own_settings_last_and_each_worker_its_own_id(tmp_path: Path) -> None:
+    stacked = stack_state(tmp_path)
+    stacked.service_env = {"STREAMWRECK_PUBLISH_ATTEMPTS": "1", "STREAMWRECK_WORKER_ID": "chosen"}
+    env = parts.services_env(stacked, tmp_path / "jars")
+    assert env["STREAMWRECK_PUBLISH_ATTEMPTS"] == "1"
+    assert env["STREAMWRECK_WORKER_ID"] == "chosen"
+    assert env["STREAMWRECK_MEMCACHED_SERVERS"] == "127.0.0.1:11211"
+    assert [parts.is_processor(n) for n in ("processor", "processor-2", "processors", "recorder")] == [
+        True,
+        True,
+        False,
+        False,
+    ]
+    assert parts.worker_id("processor") == "local" and parts.worker_id("processor-3") == "local-3"
+    state.save(stacked)
+    assert state.load(tmp_path) == stacked  # the settings survive in stack.json, for restarts
+
+
+def test_a_state_file_written_before_service_env_existed_still_loads(tmp_path: Path) -> None:
+    document = json.loads(stack_state(tmp_path).to_json())
+    del document["service_env"]
+    (tmp_path / "stack.json").write_text(json.dumps(document))
+    loaded = state.load(tmp_path)
+    assert loaded is not None and loaded.service_env == {}
+
+
+def test_the_emulators_that_keep_state_in_memory_cannot_be_restarted(tmp_path: Path) -> None:
+    state.save(stack_state(tmp_path))
+    for name in ("moto", "kinesis-local"):
+        with pytest.raises(StartError, match="cannot be restarted: pause it"):
+            parts.restart(tmp_path, name)
+    with pytest.raises(StartError, match="has no part 'recorder'"):
+        parts.kill(tmp_path, "recorder")
