@@ -3,8 +3,8 @@
 #
 # Debian bookworm packages only the old Python docker-compose 1.29, so v2 is built from its Go module:
 # `go install github.com/docker/compose/v2/cmd@VERSION` refuses it (its go.mod has exclude directives), but
-# `go mod download` + `go build ./cmd` in a writable copy of the module works: 3 minutes on 2 idle cores, 10 busy, so the
-# binary is cached in ~/.cache/streamwreck/compose/VERSION/ and reused by every later clone on this machine.
+# `go mod download` + `go build ./cmd` in a writable copy of the module works: 3 minutes on 2 idle cores, about 10
+# on busy ones. The binary is cached in ~/.cache/streamwreck/compose/VERSION/ for every later clone on this machine.
 set -euo pipefail
 
 VERSION=${COMPOSE_VERSION:-v2.40.3}
