@@ -76,6 +76,8 @@ stop() {
   [ -s "$STATE/dockerd.launch.pid" ] || [ -s "$PIDFILE" ] || return 0
   pid=$(cat "$PIDFILE" 2>/dev/null || cat "$STATE/dockerd.launch.pid")
   if kill -0 "$pid" 2>/dev/null; then
+    # Images a rebuild replaced (untagged, no children): dropped, so the cached store does not grow run after run.
+    timeout 300 docker --host "unix://$SOCKET" image prune --force >/dev/null 2>&1 || true
     kill -TERM "$pid"
     deadline=$((SECONDS + STOP_TIMEOUT))
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.5; done

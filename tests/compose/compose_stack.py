@@ -26,7 +26,7 @@ BASES_TIMEOUT = 1200
 BUILD_TIMEOUT = 2400
 UP_TIMEOUT = 600
 HEALTHY_TIMEOUT = 300
-DOWN_TIMEOUT = 300
+DOWN_TIMEOUT = 300  # also the private engine's prune of replaced images when it stops
 
 
 def run(argv: Sequence[str], env: dict[str, str], timeout: float, what: str) -> subprocess.CompletedProcess[str]:

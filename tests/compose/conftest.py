@@ -70,7 +70,7 @@ def engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
             announce(request.config, notice)
         yield env
     finally:
-        stop = run(["scripts/compose/dockerd.sh", "stop"], env, ENGINE_TIMEOUT, "stopping dockerd")
+        stop = run(["scripts/compose/dockerd.sh", "stop"], env, DOWN_TIMEOUT + ENGINE_TIMEOUT, "stopping dockerd")
         assert stop.returncode == 0, tail(stop)
 
 
