@@ -15,6 +15,8 @@ rule) and replaces what happens to the records:
   judging until the hold has room, so the daemon reads nothing more for this shard (the lease is still renewed by
   the daemon meanwhile);
 - at the shard's end every held record is judged before the end is checkpointed (the children start after it);
+- one reconcile request per shard is in flight at a time, on a thread of its own: its answer is judged on a later
+  call, so the API's latency overlaps the daemon's next delivery instead of adding to it;
 - the API, DynamoDB or SNS failing is logged and retried on the next call; nothing is judged or checkpointed
   meanwhile.
 """
@@ -26,6 +28,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for_future
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +45,7 @@ from streamwreck.core.settings import WatcherSettings, load_settings
 from streamwreck.processor.record_processor import StreamwreckRecordProcessor, hard_exit
 from streamwreck.watcher.metrics import Emf, ShardMetrics
 from streamwreck.watcher.reports import LostReporter
-from streamwreck.watcher.shard import Outcome, ShardWatch
+from streamwreck.watcher.shard import Due, Outcome, ShardWatch
 
 # Named, not __name__: the daemon runs this module as __main__.
 logger = logging.getLogger("streamwreck.watcher.record_processor")
@@ -82,6 +86,7 @@ class WatchRecordProcessor(StreamwreckRecordProcessor):
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         exit: Callable[[int], Any] = hard_exit,
+        executor: Executor | None = None,
     ) -> None:
         super().__init__(settings.stream_name, _NoPublisher(), lambda record: None, clock=clock, sleep=sleep, exit=exit)
         self.settings = settings
@@ -97,6 +102,10 @@ class WatchRecordProcessor(StreamwreckRecordProcessor):
         self._checkpointed_at: float = clock()
         self._behind: int | None = None
         self._ordinal = 0
+        # One reconcile request in flight per shard, on its own thread: the API's answer overlaps the daemon's next
+        # delivery instead of adding to it.
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="reconcile")
+        self._asking: tuple[Due, Future[Answer]] | None = None
 
     def initialize(self, initialize_input: Any) -> None:
         super().initialize(initialize_input)
@@ -124,14 +133,14 @@ class WatchRecordProcessor(StreamwreckRecordProcessor):
         self._behind = process_records_input.millis_behind_latest
         self.tick(process_records_input.checkpointer)
         while watch.full and self._can_checkpoint:  # hold no more: wait here for the consumer to move
-            self._sleep(self.settings.lease_refresh_seconds)
+            self._wait()
             self.tick(process_records_input.checkpointer)
 
     def _shard_ended(self, shard_ended_input: Any) -> None:
         watch = self._shard()
         self.tick(shard_ended_input.checkpointer)
         while watch.held:
-            self._sleep(self.settings.lease_refresh_seconds)
+            self._wait()
             self.tick(shard_ended_input.checkpointer, checkpoint=False)
         self._checkpoint(shard_ended_input.checkpointer, None)
         self._emit(force=True)
@@ -140,12 +149,16 @@ class WatchRecordProcessor(StreamwreckRecordProcessor):
     def _shutdown_requested(self, shutdown_requested_input: Any) -> None:
         logger.info("shutdown_requested", extra={"shard_id": self.shard_id})
         self.tick(shutdown_requested_input.checkpointer, checkpoint=False)
+        if self._asking is not None:  # the answer in flight: judge what it allows before the last checkpoint
+            self._wait()
+            self.tick(shutdown_requested_input.checkpointer, checkpoint=False)
         self._checkpoint_judged(shutdown_requested_input.checkpointer)
         self._emit(force=True)
 
     def _lease_lost(self, _lease_lost_input: Any) -> None:
         # Another watcher judges from the last checkpoint: what was judged here may be reported once more there.
         self._can_checkpoint = False
+        self._asking = None
         held = len(self.watch.held) if self.watch is not None else 0
         logger.info("lease_lost", extra={"shard_id": self.shard_id, "held": held})
 
@@ -172,32 +185,51 @@ class WatchRecordProcessor(StreamwreckRecordProcessor):
         self._emit()
 
     def _judge_due(self, watch: ShardWatch) -> None:
+        """Judge the answer in flight if it has come, then ask about the next records due (at most
+        BATCHES_PER_CALL rounds: with an executor that answers at once, several batches a call)."""
         for _ in range(BATCHES_PER_CALL):
+            if self._asking is not None:
+                asked, future = self._asking
+                if not future.done():
+                    return
+                self._asking = None
+                if not self._settle(watch, asked, future.result()):
+                    return
             due = watch.due(self._clock())
             if due is None:
                 return
-            answer = self._api.reconcile(self.stream, due.records)
-            outcomes = watch.judge(due, answer)
-            lost = [outcome for outcome in outcomes if outcome.status is Status.LOST]
-            self._reporter.report(lost)  # before commit: a record leaves the hold only once reported
-            watch.commit(outcomes)
-            if lost:
-                logger.warning(
-                    "records_lost",
-                    extra={
-                        "shard_id": self.shard_id,
-                        "count": len(lost),
-                        "sample": [[o.record.sequence_number, o.record.sub_sequence_number] for o in lost[:SAMPLE]],
-                    },
-                )
-            unknown = [outcome for outcome in outcomes if outcome.status is Status.UNKNOWN]
-            if unknown:
-                logger.info(
-                    "records_unknown",
-                    extra={"shard_id": self.shard_id, "count": len(unknown), "reason": unknown[0].reason},
-                )
-            if len(outcomes) < len(due.records):
-                return  # one is still in flight: the rest waits behind it
+            self._asking = (due, self._executor.submit(self._api.reconcile, self.stream, due.records))
+
+    def _settle(self, watch: ShardWatch, due: Due, answer: Answer) -> bool:
+        """Judge ``due`` on ``answer``, report the lost, let the judged go; False when one is still in flight."""
+        outcomes = watch.judge(due, answer)
+        lost = [outcome for outcome in outcomes if outcome.status is Status.LOST]
+        self._reporter.report(lost)  # before commit: a record leaves the hold only once reported
+        watch.commit(outcomes)
+        if lost:
+            logger.warning(
+                "records_lost",
+                extra={
+                    "shard_id": self.shard_id,
+                    "count": len(lost),
+                    "sample": [[o.record.sequence_number, o.record.sub_sequence_number] for o in lost[:SAMPLE]],
+                },
+            )
+        unknown = [outcome for outcome in outcomes if outcome.status is Status.UNKNOWN]
+        if unknown:
+            logger.info(
+                "records_unknown",
+                extra={"shard_id": self.shard_id, "count": len(unknown), "reason": unknown[0].reason},
+            )
+        return len(outcomes) == len(due.records)
+
+    def _wait(self) -> None:
+        """Until the answer in flight comes, or a lease-refresh interval."""
+        interval = self.settings.lease_refresh_seconds
+        if self._asking is not None and not self._asking[1].done():
+            wait_for_future([self._asking[1]], timeout=interval)
+        else:
+            self._sleep(interval)
 
     def _checkpoint_judged(self, checkpointer: Any) -> None:
         watch = self._shard()

@@ -6,6 +6,7 @@ and the command's options."""
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,6 +24,18 @@ from streamwreck.watcher.shard import Outcome
 SHARD = "shardId-000000000000"
 T0 = 1_800_000_000.0
 LEDGER = LedgerView(healthy=True, evictions=0, started_at=T0 - 3600, ttl_seconds=86_400, flushes=0)
+
+
+class AtOnce(Executor):
+    """An executor that answers at submit: the record processor then judges within the call, as the tests expect."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
 
 
 class Clock:
@@ -118,7 +131,14 @@ def make(
 ) -> WatchRecordProcessor:
     exits: list[int] = []
     processor = WatchRecordProcessor(
-        settings(**options), api, consumer, reporter, clock=clock, sleep=clock.sleep, exit=exits.append
+        settings(**options),
+        api,
+        consumer,
+        reporter,
+        clock=clock,
+        sleep=clock.sleep,
+        exit=exits.append,
+        executor=AtOnce(),
     )
     processor.initialize(SimpleNamespace(shard_id=SHARD, sequence_number="TRIM_HORIZON", sub_sequence_number=0))
     return processor
@@ -263,3 +283,33 @@ def test_the_settings_pass_through_json_for_the_record(tmp_path: Any) -> None:
     plan = plan_watch(settings(), {"AWS_DEFAULT_REGION": "eu-west-1"}, {}, tmp_path)
     assert all(isinstance(value, str) for value in plan.env.values())
     json.dumps(plan.env)
+
+
+def test_the_answer_comes_on_a_thread_and_is_judged_on_a_later_call() -> None:
+    clock = Clock()
+    api, consumer, reporter, checkpointer = (
+        FakeApi(clock, {"102"}),
+        FakeConsumer(clock, 110),
+        FakeReporter(),
+        Checkpointer(),
+    )
+    processor = WatchRecordProcessor(
+        settings(),
+        api,
+        consumer,
+        reporter,
+        clock=clock,
+        sleep=clock.sleep,
+        exit=[].append,
+        executor=ThreadPoolExecutor(1),
+    )
+    processor.initialize(SimpleNamespace(shard_id=SHARD, sequence_number="TRIM_HORIZON", sub_sequence_number=0))
+    processor.process_records(batch([raw(101), raw(102), raw(103)], checkpointer))
+    clock.now += 3
+    for _ in range(50):  # each call judges the answer that came since the last
+        processor.process_records(batch([], checkpointer))
+        if reporter.lost and checkpointer.positions:
+            break
+        processor._wait()
+    assert [o.record.sequence_number for o in reporter.lost] == ["102"]
+    assert checkpointer.positions == [("103", 0)]
