@@ -1,49 +1,29 @@
 """docker-compose's one-shot init: create the pipeline's AWS resources in LocalStack, idempotently.
 
-It reads the same variables the services get, so the names cannot drift apart:
-  STREAMWRECK_STREAM_NAME   the Kinesis stream (SHARD_COUNT shards, default 2)
-  STREAMWRECK_TOPIC_ARN     the processed-events topic: its name is the ARN's last part
-  STREAMWRECK_QUEUE_URL     the recorder's queue: its name is the URL's last part; its dead-letter queue is
-                            "<name>-dlq", with MAX_RECEIVE_COUNT receives (default 5) before a message moves there
+It reads the same variables the services get (``InitSettings``), so the names cannot drift apart:
+  STREAMWRECK_STREAM_NAME        the Kinesis stream (STREAMWRECK_SHARD_COUNT shards, default 2)
+  STREAMWRECK_TOPIC_ARN          the processed-events topic: its name is the ARN's last part
+  STREAMWRECK_QUEUE_URL          the recorder's queue: its name is the URL's last part; its dead-letter queue is
+                                 "<name>-dlq", with STREAMWRECK_MAX_RECEIVE_COUNT receives (default 5) before a
+                                 message moves there
 and the standard AWS_* variables (AWS_ENDPOINT_URL points at LocalStack). It subscribes the queue to the topic with
 raw message delivery, lets only that topic send to the queue, waits until the stream is ACTIVE, and fails (exit 1)
 if what it created is not what the services were told (another account or region, say). Running it again changes
-nothing. Usage: python deploy/compose_init.py
+nothing. Usage: python -m streamwreck.deploy.compose_init
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from typing import Any
 
+from streamwreck.core.errors import ConfigError
+from streamwreck.core.messaging import queue_policy, redrive_policy
+from streamwreck.core.settings import InitSettings, load_settings
+
 READY_TIMEOUT = 120.0  # LocalStack may still be loading a service when its health check first passes
-
-
-def _env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, default)
-    if not value:
-        raise SystemExit(f"compose_init: {name} is required but not set")
-    return value
-
-
-def queue_policy(queue_arn: str, topic_arn: str) -> str:
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-                }
-            ],
-        }
-    )
 
 
 def _retry(call: Any, what: str) -> Any:
@@ -86,11 +66,15 @@ def ensure_stream(kinesis: Any, name: str, shards: int) -> str:
 def main() -> int:
     import boto3
 
-    stream = _env("STREAMWRECK_STREAM_NAME")
-    topic_arn_expected = _env("STREAMWRECK_TOPIC_ARN")
-    queue_url_expected = _env("STREAMWRECK_QUEUE_URL")
-    shards = int(_env("SHARD_COUNT", "2"))
-    max_receive = int(_env("MAX_RECEIVE_COUNT", "5"))
+    try:
+        settings = load_settings(InitSettings)
+    except ConfigError as exc:
+        raise SystemExit(f"compose_init: {exc}") from None
+    stream = settings.stream_name
+    topic_arn_expected = settings.topic_arn
+    queue_url_expected = settings.queue_url
+    shards = settings.shard_count
+    max_receive = settings.max_receive_count
     topic_name = topic_arn_expected.rsplit(":", 1)[-1]
     queue_name = queue_url_expected.rstrip("/").rsplit("/", 1)[-1]
 
@@ -101,9 +85,12 @@ def main() -> int:
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = _retry(lambda: sqs.create_queue(QueueName=queue_name), "CreateQueue")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive)})
     sqs.set_queue_attributes(
-        QueueUrl=queue_url, Attributes={"RedrivePolicy": redrive, "Policy": queue_policy(queue_arn, topic_arn)}
+        QueueUrl=queue_url,
+        Attributes={
+            "RedrivePolicy": redrive_policy(dlq_arn, max_receive),
+            "Policy": queue_policy(queue_arn, topic_arn),
+        },
     )
     existing = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
     if not any(s["Endpoint"] == queue_arn for s in existing):

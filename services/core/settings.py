@@ -88,7 +88,15 @@ class ApiSettings(LedgerSettings):
     api_key: str | None = Field(None, description="If set, clients must send it as the X-Api-Key header.")
 
 
-class RecorderSettings(LedgerSettings, AwsSettings):
+class HeartbeatSettings(CommonSettings):
+    heartbeat_file: str | None = Field(
+        None,
+        description="A file the worker's loop touches, for a container health check (python -m "
+        "streamwreck.core.heartbeat FILE); the images set it; unset, no file is written.",
+    )
+
+
+class RecorderSettings(LedgerSettings, AwsSettings, HeartbeatSettings):
     """``streamwreck recorder``: processed events from SQS into the ledger."""
 
     queue_url: str = Field(min_length=1, description="SQS queue (subscribed to the topic) that the recorder reads.")
@@ -107,7 +115,7 @@ class RecorderSettings(LedgerSettings, AwsSettings):
     recorder_metrics_host: str = Field("127.0.0.1", description="Address the metrics port listens on.")
 
 
-class ProcessorSettings(AwsSettings):
+class ProcessorSettings(AwsSettings, HeartbeatSettings):
     """``streamwreck processor``: the KCL consumer (the daemon's launcher and its record processors)."""
 
     stream_name: str = Field(min_length=1, description="The stream the consumer reads.")
@@ -199,6 +207,17 @@ class LocalSettings(CommonSettings):
 
     kinesis_local: str | None = Field(None, description="kinesis-local's main.js, if not under ./node_modules.")
     kcl_jars_dir: str | None = Field(None, description="Folder of the KCL MultiLangDaemon jars.")
+
+
+class InitSettings(CommonSettings):
+    """docker-compose's one-shot init (``streamwreck.deploy.compose_init``): the resources it creates are named by
+    the same variables the processor and the recorder are given, so the names cannot drift apart."""
+
+    stream_name: str = Field(min_length=1, description="The Kinesis stream to create.")
+    topic_arn: str = Field(min_length=1, description="The processed-events topic: its name is the ARN's last part.")
+    queue_url: str = Field(min_length=1, description="The recorder's queue: its name is the URL's last part.")
+    shard_count: int = Field(2, ge=1, le=500, description="Shards of the stream it creates.")
+    max_receive_count: int = Field(5, ge=1, le=1000, description="Receives before a message is dead-lettered.")
 
 
 # Each deployable's settings, by the name of its `streamwreck` command: deploy/ wires exactly these variables.

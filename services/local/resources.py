@@ -7,14 +7,12 @@ code would create them in a real account.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
 from streamwreck.core.aws import create_stream
+from streamwreck.core.messaging import queue_policy, redrive_policy
 
-# The recorder leaves a message it cannot parse in the queue; after this many receives SQS moves it to the DLQ.
-MAX_RECEIVE_COUNT = 5
 STREAM_ACTIVE_TIMEOUT = 30.0
 # SQS queue names take at most 80 characters of [A-Za-z0-9_-]; the longest derived name adds 24 to the stream's.
 MAX_STREAM_NAME = 80 - len("-processed-recorder-dlq")
@@ -44,29 +42,6 @@ class Created:
     topic_arn: str
     queue_url: str
     dead_letter_queue_url: str
-
-
-def redrive_policy(dead_letter_queue_arn: str, max_receive_count: int = MAX_RECEIVE_COUNT) -> str:
-    return json.dumps({"deadLetterTargetArn": dead_letter_queue_arn, "maxReceiveCount": str(max_receive_count)})
-
-
-def queue_policy(queue_arn: str, topic_arn: str) -> str:
-    """Let the topic (and only it) send to the queue, as a real account needs."""
-    return json.dumps(
-        {
-            "Version": "2012-10-17",
-            "Statement": [
-                {
-                    "Sid": "processed-events-topic",
-                    "Effect": "Allow",
-                    "Principal": {"Service": "sns.amazonaws.com"},
-                    "Action": "sqs:SendMessage",
-                    "Resource": queue_arn,
-                    "Condition": {"ArnEquals": {"aws:SourceArn": topic_arn}},
-                }
-            ],
-        }
-    )
 
 
 def create(

@@ -30,7 +30,7 @@ from amazon_kclpy import kcl
 from amazon_kclpy.checkpoint_error import CheckpointError
 from amazon_kclpy.v3 import processor as kcl_v3
 
-from streamwreck.core import logs
+from streamwreck.core import heartbeat, logs
 from streamwreck.core.errors import AwsError, ConfigError, StreamwreckError
 from streamwreck.core.events import Pair
 from streamwreck.core.settings import ProcessorSettings, load_settings
@@ -116,6 +116,7 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
         )
 
     def process_records(self, process_records_input: Any) -> None:
+        heartbeat.touch()  # the KCL calls this on every poll, records or not (callProcessRecordsEvenForEmptyRecordList)
         self._guarded(self._process_records, process_records_input)
 
     def lease_lost(self, lease_lost_input: Any) -> None:
@@ -304,6 +305,7 @@ def main() -> int:
     try:
         settings = load_settings(ProcessorSettings)
         logs.configure(settings.log_level)
+        heartbeat.configure(settings.heartbeat_file)
         function = choose_function(settings.process_function, settings.skip_every)
         publisher = make_publisher(settings)
     except ConfigError as exc:

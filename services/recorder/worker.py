@@ -21,6 +21,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from streamwreck.core import heartbeat
 from streamwreck.core.errors import LedgerUnavailableError, RejectedInputError
 from streamwreck.core.events import ProcessedEvent, parse_body
 from streamwreck.core.ledger import Ledger
@@ -71,6 +72,7 @@ class Recorder:
         logger.info("recorder_started", extra={"queue_url": self._queue_url})
         backoff = 1.0
         while not self.stop.is_set():
+            heartbeat.touch()
             try:
                 self.poll_once()
                 backoff = 1.0
@@ -147,6 +149,7 @@ class Recorder:
             if self.stop.is_set():
                 return None
             self._keep_invisible(in_hand, backoff)
+            heartbeat.touch()  # alive, holding the message through the outage
             self._sleep(backoff)
             backoff = min(MAX_BACKOFF_SECONDS, backoff * 2)
 
@@ -196,6 +199,7 @@ def serve(settings: RecorderSettings) -> int:
     from streamwreck.core.ledger import open_ledger
 
     ledger = open_ledger(settings)
+    heartbeat.configure(settings.heartbeat_file)
     sqs = boto3.client("sqs", region_name=settings.region)
     metrics = RecorderMetrics()
     stop_metrics = None

@@ -80,10 +80,15 @@ def test_what_is_left_unset_has_a_default_and_is_the_same_in_both_places(
 
 
 def test_only_deployables_and_the_init_are_given_streamwreck_variables(compose: dict[str, Any]) -> None:
+    from streamwreck.core.settings import InitSettings, variable
+
     given = {name for name in compose["services"] if iac.compose_variables(name, compose)}
     assert given <= {*DEPLOYED, "init"}
+    assert iac.compose_variables("init", compose) <= {variable(field) for field in InitSettings.model_fields}
+    # what the init names its resources by is what the processor and the recorder are told
+    shared = {variable(field) for field in ("stream_name", "topic_arn", "queue_url")}
     known = set().union(*(iac.settings_variables(service) for service in INIT_FEEDS))
-    assert iac.compose_variables("init", compose) <= known
+    assert shared <= known
 
 
 # --- the checks catch a wrong wiring --------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""docker-compose's one-shot init (deploy/compose_init.py), run here against the same kinds of emulators LocalStack
-bundles (kinesis-local for Kinesis, moto for SNS and SQS): it creates the stream, topic, queue, dead-letter queue
-and raw-delivery subscription with the names the services are given, runs again without changing anything, and
-refuses when the services were told another account's ARN."""
+"""docker-compose's one-shot init (streamwreck.deploy.compose_init), run here against the same kinds of emulators
+LocalStack bundles (kinesis-local for Kinesis, moto for SNS and SQS): it creates the stream, topic, queue,
+dead-letter queue and raw-delivery subscription with the names the services are given, runs again without changing
+anything, and refuses when the services were told another account's ARN."""
 
 from __future__ import annotations
 
@@ -9,17 +9,15 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import boto3
 
-ROOT = Path(__file__).resolve().parents[2]
 ACCOUNT = "123456789012"  # moto's
 
 
 def run_init(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, str(ROOT / "deploy" / "compose_init.py")],
+        [sys.executable, "-m", "streamwreck.deploy.compose_init"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -32,8 +30,8 @@ def test_init_creates_the_pipeline_resources_once(aws_env: dict[str, str], uniqu
         "STREAMWRECK_STREAM_NAME": unique,
         "STREAMWRECK_TOPIC_ARN": f"arn:aws:sns:us-east-1:{ACCOUNT}:{unique}-processed",
         "STREAMWRECK_QUEUE_URL": f"http://localstack:4566/{ACCOUNT}/{unique}-processed-recorder",
-        "SHARD_COUNT": "2",
-        "MAX_RECEIVE_COUNT": "3",
+        "STREAMWRECK_SHARD_COUNT": "2",
+        "STREAMWRECK_MAX_RECEIVE_COUNT": "3",
     }
     first = run_init(env)
     assert first.returncode == 0, first.stderr
