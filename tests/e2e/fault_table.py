@@ -38,13 +38,38 @@ demo rule skipped as lost.
 - **duplicates**: records of the fault's run processed in two distinct events (a replay; allowed).
 - **recovery**: seconds from the fault's end (the restart, the SIGCONT; the SIGKILL for the two workers) until the
   consumer had caught up (every record it processed in the ledger, every shard's checkpoint past its last record);
-  for the API, until a check answered with the exact verdict.
+  for the API, until it answered again (its /readyz).
 - **checked**: records in the stream at the check (the stream grows fault after fault).
 
 The stack runs with `STREAMWRECK_PUBLISH_ATTEMPTS=1` (an SNS outage ends the record processor with status 75 after
 about 30 s instead of about 4 minutes) and `STREAMWRECK_RECORDER_VISIBILITY_TIMEOUT=20` (an SQS message a killed
 recorder had received is delivered again after 20 s instead of 60 s): both bound the test's time, neither changes
 what is judged.
+"""
+
+NOTES = """
+What the faults show (beyond the table):
+
+- **Recorder killed.** A message it had received but not deleted comes back after the visibility timeout and is
+  stored again under its event id: no duplicate, nothing lost; the recovery time is that timeout.
+- **KCL daemon killed.** The record processors die with their unpublished buffers; the restarted worker (same worker
+  id) resumes its own leases from their checkpoints, which never pass an unpublished record: the buffer is processed
+  again, and only what was published but not yet checkpointed can come twice.
+- **memcached restarted.** The bucket ledger begins again at its first write after the restart (the recorder's,
+  after its back-off): every record that arrived before then is `unknown` (those the new ledger holds are
+  `processed`), never `lost`; a check up to the restart is `unreliable` (exit 3). Records that arrive after it are
+  exact again.
+- **Two workers, the leader killed.** KCL 3 assigns leases from its leader only, and the leader's lock (the DynamoDB
+  lock client's, in the coordinator state table) lasts 2 minutes (`DynamoDBLockBasedLeaderDecider`, not a
+  property): the killed leader's shards wait about 2.5 minutes for the other worker. (A worker that is not the
+  leader is not killed here.) With worker metrics off (emulators), KCL 3 balances on lease throughput: a second
+  worker gets leases only while records flow (15-75 s here).
+- **API killed during a check.** The checker retries the connection (about 2 s), then exits 2 with one line on
+  stderr and nothing on stdout: no verdict from missing answers.
+- **moto unreachable.** Each record processor gives up after its publish attempts and exits 75; the daemon stops; no
+  shard's checkpoint passes its first unpublished record (the test reads the lease table before the restart); the
+  restarted worker processes them again. Duplicates: a publish whose answer timed out was still carried out by moto
+  once it went on, and its records came again from the checkpoint.
 """
 
 COLUMNS = (
@@ -96,7 +121,7 @@ def render(figures: dict[str, Figures], seconds: float) -> str:
         cells = found.cells() if found else [label, *["-"] * (len(COLUMNS) - 2), "not measured in this run"]
         rows.append("| " + " | ".join(cells) + " |")
     machine = f"{platform.system()} {platform.machine()}, Python {sys.version_info.major}.{sys.version_info.minor}"
-    footer = f"\nRun at {iso(time.time(), 'seconds')} on {machine}; the module took {seconds:.0f} s.\n"
+    footer = f"{NOTES}\nRun at {iso(time.time(), 'seconds')} on {machine}; the module took {seconds:.0f} s.\n"
     return HEADER + "\n" + "\n".join(rows) + "\n" + footer
 
 

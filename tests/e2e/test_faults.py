@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from e2e_stack import LocalStack, check, start_stack, statuses
 from fault_table import Figures, write
 from helpers import STREAMWRECK, wait_until
 
+from streamwreck.checker.leases import lease_shard, read_leases
 from streamwreck.checker.tally import key_of
 from streamwreck.core.clock import iso, parse_iso
 from streamwreck.core.records import RecordId
@@ -35,7 +37,11 @@ SERVICE_ENV = ("STREAMWRECK_PUBLISH_ATTEMPTS=1", "STREAMWRECK_RECORDER_VISIBILIT
 RUN_RECORDS = 1000  # per fault, at RATE records/s: the fault lands while they flow
 RATE = 100
 CATCH_UP = 150  # seconds for the consumer to catch up after a fault's end
-TAKEOVER = 120  # seconds for a second worker to get leases, or to take the killed one's over
+SHARE = 150  # seconds for a second worker to get leases (15-75 s measured)
+# KCL 3 assigns leases from its leader only, and the leader's lock (the DynamoDB lock client's, in the coordinator
+# state table) lasts 2 minutes (DynamoDBLockBasedLeaderDecider, not configurable): a killed leader's shards wait that
+# long for a new leader.
+TAKEOVER = 240
 SLACK = 1.0  # seconds: arrival timestamps against our clock
 
 
@@ -103,9 +109,11 @@ def restart(local: LocalStack, part: str) -> None:
     assert result.returncode == 0, result.stderr
 
 
-def caught_up(local: LocalStack, since: float | None = None) -> None:
+def caught_up(local: LocalStack, facts: Facts, since: float | None = None) -> None:
+    """Until the consumer has caught up; only records that arrived since the ledger (re)began need be in it."""
     stack_state = state.load(local.dir)
     assert stack_state is not None
+    since = since if since is not None else facts.forgotten_before
     failure = progress.catch_up(stack_state, CATCH_UP, since=since)
     assert failure is None, failure
 
@@ -114,6 +122,17 @@ def owners(local: LocalStack) -> dict[str, str | None]:
     stack_state = state.load(local.dir)
     assert stack_state is not None
     return stack.lease_owners(stack_state.client("dynamodb"), stack_state)
+
+
+def kcl_leader(local: LocalStack) -> str | None:
+    """The worker the KCL's logs last named its leader."""
+    found: list[tuple[str, str]] = []
+    for log in (local.dir / "logs").glob("processor*.log"):
+        for line in log.read_text(errors="replace").splitlines():
+            match = re.search(r"Worker : (\S+) is (?:the current|new) leader", line)
+            if match:
+                found.append((line[:23], match.group(1)))
+    return max(found)[1] if found else None
 
 
 def judge(
@@ -169,7 +188,7 @@ def test_recorder_sigkilled_mid_run_and_restarted(fault_stack: LocalStack, tmp_p
         parts.kill(fault_stack.dir, "recorder")  # messages it had received stay in SQS, invisible for a while
     began = time.monotonic()  # the backlog of the whole run waits in SQS
     restart(fault_stack, "recorder")
-    caught_up(fault_stack)
+    caught_up(fault_stack, facts)
     recovery = time.monotonic() - began
     judge(fault_stack, tmp_path, facts, "recorder", run, recovery)
 
@@ -182,7 +201,7 @@ def test_kcl_daemon_and_record_processors_sigkilled_mid_run_and_restarted(
         assert len(killed) >= 3
         began = time.monotonic()
         restart(fault_stack, "processor")  # same worker id: it resumes its own leases from their checkpoints
-    caught_up(fault_stack)
+    caught_up(fault_stack, facts)
     recovery = time.monotonic() - began
     _, _, listed, skipped = judge(fault_stack, tmp_path, facts, "daemon", run, recovery)
     assert {listed.get(r) for r in run.records - skipped} <= {"duplicate", None}  # replayed: never lost
@@ -195,7 +214,7 @@ def test_memcached_restarted_mid_run(fault_stack: LocalStack, tmp_path: Path, fa
         began = time.monotonic()
         restart(fault_stack, "memcached")
         restarted_at = time.time()
-    caught_up(fault_stack, since=restarted_at + SLACK)  # what arrived before is gone from the ledger
+    caught_up(fault_stack, facts, since=restarted_at + SLACK)  # what arrived before is gone from the ledger
     recovery = time.monotonic() - began
     contents = progress.read_stream(fault_stack.client("kinesis"), fault_stack.stream)
     before = {
@@ -219,7 +238,7 @@ def test_memcached_restarted_mid_run(fault_stack: LocalStack, tmp_path: Path, fa
     # before that are `unknown`), new records are exact again.
     more = fault_stack.run("produce", "--stream", fault_stack.stream, "--count", "200")
     assert more.returncode == 0, more.stderr
-    caught_up(fault_stack, since=restarted_at + SLACK)
+    caught_up(fault_stack, facts, since=restarted_at + SLACK)
     _, report = check(fault_stack, tmp_path, "--grace", "0")
     facts.forgotten_before = parse_iso(report["ledger"]["started_at"]).timestamp()
     began_after = facts.forgotten_before - restarted_at
@@ -239,17 +258,26 @@ def test_two_workers_share_the_leases_and_one_takes_over_from_the_other_sigkille
         held = owners(fault_stack)
         return len(held) == 4 and {"local", "local-2"} <= set(held.values())
 
-    wait_until(shared, TAKEOVER, "the two workers to share the 4 leases", interval=1.0)
+    # KCL 3 (worker metrics off, as against emulators) balances leases on their throughput: records must flow.
+    rate = RATE // 2
+    argv = [STREAMWRECK, "produce", "--stream", fault_stack.stream, "--count", str(rate * SHARE), "--rate", str(rate)]
+    warming = subprocess.Popen(argv, env=fault_stack.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(shared, SHARE, "the two workers to share the 4 leases", interval=1.0)
+    finally:
+        warming.kill()
+        warming.wait()
     shared_after = time.monotonic() - shared_from
     print(f"leases shared after {shared_after:.0f}s: {owners(fault_stack)}")
+    leader = kcl_leader(fault_stack)
     with flowing(fault_stack) as run:
-        parts.kill(fault_stack.dir, "processor")  # worker `local`
+        parts.kill(fault_stack.dir, "processor")  # worker `local`, the first: the KCL's leader, as a rule
         began = time.monotonic()
         wait_until(lambda: set(owners(fault_stack).values()) == {"local-2"}, TAKEOVER, "local-2 to take over")
         takeover = time.monotonic() - began
-    caught_up(fault_stack)
+    caught_up(fault_stack, facts)
     recovery = time.monotonic() - began
-    note = f"shared after {shared_after:.0f} s; took over after {takeover:.0f} s"
+    note = f"shared after {shared_after:.0f} s; killed `local` (leader: {leader}); taken over after {takeover:.0f} s"
     judge(fault_stack, tmp_path, facts, "two-workers", run, recovery, note=note)
 
 
@@ -290,18 +318,20 @@ def test_the_api_killed_during_a_check_ends_it_with_one_line_and_no_verdict(
     began = time.monotonic()
     restart(fault_stack, "api")
     recovery = time.monotonic() - began  # judge's check is the API's first full answer
-    note = f"checker exited 2 after {gave_up:.1f} s: {err.strip()[:80]}"
+    note = f"checker exited 2 after {gave_up:.1f} s, one line on stderr, nothing on stdout"
     judge(fault_stack, tmp_path, facts, "api", Run(checker), recovery, note=note)
 
 
 def test_moto_unreachable_past_the_publish_retries(fault_stack: LocalStack, tmp_path: Path, facts: Facts) -> None:
     workers = [p.name for p in state.status(fault_stack.dir).parts if parts.is_processor(p.name) and p.alive()]
     assert workers
+    logs = [fault_stack.dir / "logs" / f"{name}.log" for name in workers]
+    offsets = {log: log.stat().st_size for log in logs}
     with flowing(fault_stack) as run:
         paused = time.monotonic()
         parts.pause(fault_stack.dir, "moto")
         try:
-            # The record processor gives up publishing and exits 75; the daemon exits with it.
+            # The record processors give up publishing and exit 75; the daemon stops with them.
             def stopped() -> bool:
                 live = state.status(fault_stack.dir).parts
                 return not any(part.alive() for part in live if part.name in workers)
@@ -310,11 +340,46 @@ def test_moto_unreachable_past_the_publish_retries(fault_stack: LocalStack, tmp_
         finally:
             parts.resume(fault_stack.dir, "moto")
         outage = time.monotonic() - paused
+        # Nothing checkpointed past an unpublished record: each shard's checkpoint is before the first record its
+        # record processor could not publish.
+        unpublished = first_unpublished(logs, offsets)
+        assert unpublished, "no record processor said it exited on the outage"
+        positions = checkpoints_now(fault_stack)
+        for shard, first in unpublished.items():  # TRIM_HORIZON (no checkpoint yet) is before anything
+            checkpoint = positions[shard]
+            assert not checkpoint.isdigit() or int(checkpoint) < first, (shard, checkpoint, first)
         began = time.monotonic()
         for name in workers:
             restart(fault_stack, name)
-    caught_up(fault_stack)
+    caught_up(fault_stack, facts)
     recovery = time.monotonic() - began
-    log = (fault_stack.dir / "logs" / f"{workers[0]}.log").read_text(errors="replace")
-    judge(fault_stack, tmp_path, facts, "moto", run, recovery, note=f"outage {outage:.0f} s; processor exited")
-    assert "75" in log
+    exits = sum(log.read_text(errors="replace").count("Child process exited with value: 75") for log in logs)
+    note = f"outage {outage:.0f} s; {exits} record processors exited 75, {len(unpublished)} shards' checkpoints before"
+    judge(fault_stack, tmp_path, facts, "moto", run, recovery, note=note + " their first unpublished record")
+    assert exits >= 1
+
+
+def first_unpublished(logs: list[Path], offsets: dict[Path, int]) -> dict[str, int]:
+    """{shard: the first sequence number it could not publish} from the record processors' exit lines since."""
+    found: dict[str, int] = {}
+    for log in logs:
+        with open(log, "rb") as lines:
+            lines.seek(offsets[log])
+            for line in lines:
+                if b'"publish_failed_exiting"' in line:
+                    event = json.loads(line)
+                    sequence = int(event["first"][0])
+                    found[event["shard_id"]] = min(sequence, found.get(event["shard_id"], sequence))
+    return found
+
+
+def checkpoints_now(local: LocalStack) -> dict[str, str]:
+    """{shard: its checkpoint} from the lease table."""
+    stack_state = state.load(local.dir)
+    assert stack_state is not None
+    found = {}
+    for item in read_leases(stack_state.client("dynamodb"), stack_state.kcl_application):
+        shard = lease_shard(item["leaseKey"]["S"], local.stream)
+        if shard is not None:
+            found[shard] = item.get("checkpoint", {}).get("S", "")
+    return found
