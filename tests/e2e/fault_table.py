@@ -50,8 +50,8 @@ what is judged.
 NOTES = """
 What the faults show (beyond the table):
 
-- **Recorder killed.** A message it had received but not deleted comes back after the visibility timeout and is
-  stored again under its event id: no duplicate, nothing lost; the recovery time is that timeout.
+- **Recorder killed.** A message it had received but not deleted comes back after the visibility timeout; an event
+  stored twice counts once (by its event id): no duplicate, nothing lost; the recovery time is about that timeout.
 - **KCL daemon killed.** The record processors die with their unpublished buffers; the restarted worker (same worker
   id) resumes its own leases from their checkpoints, which never pass an unpublished record: the buffer is processed
   again, and only what was published but not yet checkpointed can come twice.
