@@ -81,6 +81,9 @@ def main() -> int:
     kinesis, sns, sqs = boto3.client("kinesis"), boto3.client("sns"), boto3.client("sqs")
     stream_arn = ensure_stream(kinesis, stream, shards)
     topic_arn = _retry(lambda: sns.create_topic(Name=topic_name), "CreateTopic")["TopicArn"]
+    if settings.lost_topic_arn:  # the watcher's (docker compose --profile watch)
+        lost_name = settings.lost_topic_arn.rsplit(":", 1)[-1]
+        _retry(lambda: sns.create_topic(Name=lost_name), "CreateTopic")
     dlq_url = _retry(lambda: sqs.create_queue(QueueName=f"{queue_name}-dlq"), "CreateQueue")["QueueUrl"]
     dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     queue_url = _retry(lambda: sqs.create_queue(QueueName=queue_name), "CreateQueue")["QueueUrl"]

@@ -30,6 +30,7 @@ TASK_DEFINITIONS = {
     "recorder": "RecorderTask",
     "processor": "ProcessorTask",
     "checker": "CheckerTask",
+    "watch": "WatcherTask",
 }
 # checkov pins dependencies of its own, so it lives in a venv of its own (deploy.mk: make iac-tools).
 IAC_VENV_BIN = ROOT / "build" / "iac-venv" / "bin"

@@ -47,6 +47,7 @@ IMAGES = {
     "checker": ("services/api/Dockerfile", "checker"),
     "processor": ("services/processor/Dockerfile", None),
     "recorder": ("services/recorder/Dockerfile", None),
+    "watch": ("services/processor/Dockerfile", "watch"),
 }
 KCL_TABLE_SUFFIXES = ("", "-CoordinatorState", "-WorkerMetricStats")
 
@@ -289,11 +290,12 @@ def cmd_destroy(args: argparse.Namespace, session: Any) -> int:
     for stack in reversed(chosen):
         name = stack_name(args.prefix, stack)
         with aws(f"deleting {name}"):
-            application = None
+            applications: list[str] = []  # the consumer's and the watcher's KCL tables are the KCL's, not the stack's
             if stack == "services" and stack_status(cfn, name) is not None:
-                application = outputs_of(cfn, name).get("ApplicationName")
+                outputs = outputs_of(cfn, name)
+                applications = [outputs[key] for key in ("ApplicationName", "WatcherApplicationName") if key in outputs]
             delete_stack(cfn, name, args.poll, args.timeout)
-            if application:
+            for application in applications:
                 delete_kcl_tables(session.client("dynamodb"), application)
     return 0
 

@@ -218,6 +218,7 @@ class InitSettings(CommonSettings):
     queue_url: str = Field(min_length=1, description="The recorder's queue: its name is the URL's last part.")
     shard_count: int = Field(2, ge=1, le=500, description="Shards of the stream it creates.")
     max_receive_count: int = Field(5, ge=1, le=1000, description="Receives before a message is dead-lettered.")
+    lost_topic_arn: str | None = Field(None, description="The watcher's lost-records topic, created when set.")
 
 
 # Each deployable's settings, by the name of its `streamwreck` command: deploy/ wires exactly these variables.

@@ -51,9 +51,12 @@ def test_everything_starts_in_order(compose: dict[str, Any]) -> None:
         assert waits[worker]["init"] == {"condition": "service_completed_successfully"}
     assert waits["recorder"]["memcached"] == {"condition": "service_healthy"}
     assert waits["checker"]["api"] == {"condition": "service_healthy"}
-    for name in ("localstack", "memcached", "api"):
+    assert waits["watch"]["api"] == {"condition": "service_healthy"}
+    for name in ("localstack", "memcached", "api", "recorder", "processor", "watch"):
         assert services[name]["healthcheck"]["test"], name
-    assert "/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    # ready: memcached answers (and the ledger's history begins), not merely alive
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert services["watch"]["profiles"] == ["watch"]  # started on demand: docker compose --profile watch up
 
 
 def test_localstack_runs_the_services_streamwreck_uses(compose: dict[str, Any]) -> None:

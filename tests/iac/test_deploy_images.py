@@ -24,6 +24,7 @@ CONTENTS = {
     "checker": ("cli", "check"),
     "recorder": ("recorder", "recorder"),
     "processor": ("processor", "processor"),
+    "watch": ("watch", "watch"),
 }
 
 
