@@ -11,6 +11,12 @@ One run, one consumer, in steps that share its start-up (each KCL application ta
    it resumes (SIGCONT): they are judged, only the skipped reported;
 3. the watcher stops (SIGTERM) and starts again: it resumes from its checkpoint (reads only what came after, give
    or take the last few seconds' records) and reports the new skipped records.
+
+Then two watcher processes of one application share the shards (KCL 3 places leases by load: idle, one may hold
+them all); the one holding leases is SIGKILLed mid-stream, the other takes its leases over and every skipped record
+is still reported, none else; a shard is split while it watches, and the children's skipped records are reported
+too (the last test: kinesis-local cannot start a new application at TRIM_HORIZON on a resharded stream, see
+../shared/EMULATORS.md).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import signal
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +59,7 @@ class Pipeline:
     api_url: str
     logs: Path
     env: dict[str, str]
+    written: list[Key] = field(default_factory=list)  # every record this module wrote to the stream
 
     def put(self, count: int, prefix: str) -> list[Key]:
         written: list[Key] = []
@@ -64,6 +71,7 @@ class Pipeline:
             response = self.kinesis.put_records(StreamName=self.stream, Records=entries)
             assert response.get("FailedRecordCount", 0) == 0
             written += [(r["ShardId"], r["SequenceNumber"], 0) for r in response["Records"]]
+        self.written += written
         return written
 
 
@@ -190,7 +198,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, moto: Service, kinesis_lo
             service.stop(timeout=15)
 
 
-def start_watcher(pipeline: Pipeline, export: Path, name: str) -> Watcher:
+def start_watcher(pipeline: Pipeline, export: Path, name: str, *extra: str) -> Watcher:
     port = processes.free_port()
     argv = [
         STREAMWRECK, "watch", "--quiet",
@@ -201,6 +209,7 @@ def start_watcher(pipeline: Pipeline, export: Path, name: str) -> Watcher:
         "--settle", "2",
         "--export", str(export),
         "--metrics-port", str(port),
+        *extra,
     ]  # fmt: skip
     env = {
         **pipeline.env,
@@ -311,3 +320,58 @@ def test_the_watcher_reports_exactly_the_skipped_records_holds_for_a_stopped_con
         assert len(third) <= read < len(third) + 300, f"the restarted watcher read {read} records"
     finally:
         again.service.stop(timeout=30)
+
+
+def test_two_watchers_share_the_shards_one_is_killed_the_other_takes_over_and_follows_a_split(
+    pipeline: Pipeline, tmp_path: Path
+) -> None:
+    export = tmp_path / "lost.jsonl"  # both append to one file, as tasks sharing a volume would
+    # From TRIM_HORIZON (the default): a lease taken over before its first checkpoint starts where the application
+    # starts; at LATEST the survivor would begin at the tip and skip what the killed watcher had not judged.
+    pair = ("--application", f"{pipeline.stream}-pair")
+    first = start_watcher(pipeline, export, "pair-1", *pair, "--worker-id", "pair-1")
+    second = start_watcher(pipeline, export, "pair-2", *pair, "--worker-id", "pair-2")
+    try:
+        # KCL 3 places leases by the workers' load: two idle watchers need not split them; one may take all.
+        wait_for(
+            lambda: first.shards_seen() + second.shards_seen() == SHARDS,
+            180,
+            "every shard leased by one of the watchers",
+            first.service,
+            second.service,
+        )
+        victim, survivor = (first, second) if first.shards_seen() else (second, first)
+        pipeline.put(400, "d")
+        read = "streamwreck_watch_records_read_total"
+        wait_for(lambda: victim.metrics().get(read, 0) > 0, 60, "the watcher to be killed reading", victim.service)
+        os.killpg(victim.service.pid, signal.SIGKILL)  # the JVM and its record processors, no goodbye
+        assert victim.service.process is not None
+        victim.service.process.wait(timeout=30)
+        pipeline.put(400, "e")
+        want = skipped(pipeline.written)  # every record of the stream: this application starts at TRIM_HORIZON
+        # The killed watcher was most likely the KCL 3 leader (it assigned itself the leases): its leader lock must
+        # expire (about 2 minutes) before the survivor assigns itself the leases.
+        wait_for(
+            lambda: set(survivor.lost()) >= want, 300, "every skipped record reported after the kill", survivor.service
+        )
+        assert set(survivor.lost()) == want
+        assert survivor.shards_seen() == SHARDS  # it holds the killed watcher's shards
+
+        # A split while watching: the parent is finished first, then its children are watched.
+        parent = "shardId-000000000000"
+        shards = {s["ShardId"]: s for s in pipeline.kinesis.list_shards(StreamName=pipeline.stream)["Shards"]}
+        low, high = (int(shards[parent]["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+        pipeline.kinesis.split_shard(
+            StreamName=pipeline.stream, ShardToSplit=parent, NewStartingHashKey=str((low + high) // 2)
+        )
+        wait_stream_active(pipeline.kinesis, pipeline.stream)
+        split = pipeline.put(400, "f")
+        children = {shard for shard, _, _ in split} - set(shards)
+        assert len(children) == 2
+        want = skipped(pipeline.written)
+        wait_for(lambda: set(survivor.lost()) >= want, 150, "the children's skipped records reported", survivor.service)
+        assert set(survivor.lost()) == want
+    finally:
+        for watcher in (first, second):
+            if watcher.service.alive():
+                watcher.service.stop(timeout=30)
