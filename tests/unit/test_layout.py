@@ -134,3 +134,9 @@ def test_every_package_folder_is_installed() -> None:
             expected.add(".".join((package, *relative)))
     missing = expected - set(setuptools["packages"])
     assert not missing, f"pyproject.toml [tool.setuptools] packages lacks {sorted(missing)}: pip would skip them"
+
+
+def test_test_modules_have_unique_names() -> None:
+    """pytest imports test modules by their base name (no packages under tests/): two alike would not both run."""
+    names = [path.name for path in (ROOT / "tests").rglob("test_*.py")]
+    assert len(names) == len(set(names)), sorted({name for name in names if names.count(name) > 1})
