@@ -19,6 +19,7 @@ LOG=$STATE/dockerd.log
 CACHE=${STREAMWRECK_CACHE:-$HOME/.cache/streamwreck}/docker
 START_TIMEOUT=${DOCKERD_START_TIMEOUT:-60}
 STOP_TIMEOUT=${DOCKERD_STOP_TIMEOUT:-30}
+CACHE_LIMIT_GB=${STREAMWRECK_DOCKER_CACHE_GB:-25}
 
 say() { echo "dockerd: $*" >&2; }
 
@@ -46,6 +47,7 @@ start() {
   # containerd's socket lives under the exec-root: a unix socket path must stay under 108 bytes.
   if [ ${#exec_root} -gt 60 ]; then exec_root=/run/streamwreck-docker-$(echo "$PWD" | sha1sum | cut -c1-12); fi
   rm -f "$SOCKET" "$PIDFILE"
+  echo "$data_root" >"$STATE/data-root"
   # flock holds the data-root's lock for as long as dockerd runs: a second engine on the same store would corrupt it.
   (
     exec 9>"$data_root.lock"
@@ -76,15 +78,21 @@ stop() {
   [ -s "$STATE/dockerd.launch.pid" ] || [ -s "$PIDFILE" ] || return 0
   pid=$(cat "$PIDFILE" 2>/dev/null || cat "$STATE/dockerd.launch.pid")
   if kill -0 "$pid" 2>/dev/null; then
-    # Images a rebuild replaced (untagged, no children): dropped, so the cached store does not grow run after run.
-    timeout 300 docker --host "unix://$SOCKET" image prune --force >/dev/null 2>&1 || true
+    # vfs stores every image in full, and each rebuild leaves the replaced images behind (untagged): once the store
+    # passes CACHE_LIMIT_GB they are dropped. Not every time: the build stages' images are untagged too, and they are
+    # the cache that makes the next build of unchanged code fast.
+    data_root=$(cat "$STATE/data-root" 2>/dev/null || true)
+    if [ -n "$data_root" ] && [ "$(du -s --block-size=1G "$data_root" 2>/dev/null | cut -f1)" -gt "$CACHE_LIMIT_GB" ]; then
+      say "the image store passed ${CACHE_LIMIT_GB} GB: pruning untagged images (the next build starts colder)"
+      timeout 300 docker --host "unix://$SOCKET" image prune --force >/dev/null 2>&1 || true
+    fi
     kill -TERM "$pid"
     deadline=$((SECONDS + STOP_TIMEOUT))
     while kill -0 "$pid" 2>/dev/null && [ $SECONDS -lt $deadline ]; do sleep 0.5; done
     if kill -0 "$pid" 2>/dev/null; then say "dockerd (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s: SIGKILL"; kill -KILL "$pid"; fi
     say "stopped the private dockerd (pid $pid)"
   fi
-  rm -f "$PIDFILE" "$STATE/dockerd.launch.pid" "$SOCKET"
+  rm -f "$PIDFILE" "$STATE/dockerd.launch.pid" "$SOCKET" "$STATE/data-root"
 }
 
 case "${1:-}" in
