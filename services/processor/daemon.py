@@ -32,6 +32,7 @@ from streamwreck.processor.processor import choose_function
 from streamwreck.processor.properties import (
     MAIN_CLASS,
     Endpoints,
+    KclSettings,
     build_properties,
     logback_xml,
     parse_property,
@@ -126,6 +127,33 @@ class DaemonPlan:
     env: dict[str, str]  # what the daemon (and so each record processor) gets on top of the environment
 
 
+@dataclass(frozen=True)
+class KclPlan:
+    properties: dict[str, str]
+    region: str
+    worker_id: str
+
+
+def kcl_plan(
+    settings: KclSettings, module: str, env: Mapping[str, str], extra: Mapping[str, str], python: str
+) -> KclPlan:
+    """The daemon's properties for a KCL application whose record processor is ``python -m module`` (the processor's
+    and the watcher's), with the region and the worker id they settled on."""
+    if any(char.isspace() for char in python):
+        raise ConfigError(f"the daemon splits its executable at spaces; this Python's path has one: {python!r}")
+    region = resolve_region(settings, env)
+    worker_id = settings.worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+    properties = build_properties(
+        settings,
+        executable=f"{python} -m {module}",
+        region=region,
+        worker_id=worker_id,
+        endpoints=Endpoints.from_env(env),
+        extra=extra,
+    )
+    return KclPlan(properties, region, worker_id)
+
+
 def plan_daemon(
     settings: ProcessorSettings,
     env: Mapping[str, str],
@@ -138,18 +166,8 @@ def plan_daemon(
     ``cwd``: the folder the record processors import from first (the daemon's working directory); it must already be
     on ``sys.path`` here, so that a ``module:function`` that they can import is not rejected (and vice versa)."""
     choose_function(settings.process_function, settings.skip_every)  # fail now, not in every record processor
-    if any(char.isspace() for char in python):
-        raise ConfigError(f"the daemon splits its executable at spaces; this Python's path has one: {python!r}")
-    region = resolve_region(settings, env)
-    worker_id = settings.worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    properties = build_properties(
-        settings,
-        executable=f"{python} -m {record_processor.__name__}",
-        region=region,
-        worker_id=worker_id,
-        endpoints=Endpoints.from_env(env),
-        extra=extra,
-    )
+    kcl = kcl_plan(settings, record_processor.__name__, env, extra, python)
+    properties, region, worker_id = kcl.properties, kcl.region, kcl.worker_id
     # Each record processor loads the same ProcessorSettings: it gets the required ones, and those set by options.
     child_env = {
         variable("stream_name"): settings.stream_name,

@@ -315,7 +315,12 @@ def main() -> int:
         print(f"streamwreck record processor: error: {exc}", file=sys.stderr)
         return 2
     progress = ShardProgress(flush_records=settings.publish_flush_records, flush_seconds=settings.publish_flush_seconds)
-    record_processor = StreamwreckRecordProcessor(settings.stream_name, publisher, function, progress=progress)
+    return serve(StreamwreckRecordProcessor(settings.stream_name, publisher, function, progress=progress))
+
+
+def serve(record_processor: Any) -> int:
+    """Speak the MultiLangDaemon's protocol on stdin/stdout until the daemon ends this process (the processor's and
+    the watcher's record processors alike)."""
     # The daemon decides when this process ends (graceful shutdown, then end of input): a Ctrl-C that reaches the
     # whole process group must not kill it before it has published and checkpointed what it holds.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

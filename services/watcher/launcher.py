@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import logging
 import shutil
-import socket
 import sys
 import tempfile
 import threading
-import uuid
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
@@ -27,9 +25,9 @@ from streamwreck.checker.reading import list_shards
 from streamwreck.core.aws import error_code
 from streamwreck.core.errors import AwsError, ConfigError
 from streamwreck.core.settings import WatcherSettings, variable
-from streamwreck.processor.daemon import DaemonPlan, daemon_argv, run_daemon
+from streamwreck.processor.daemon import DaemonPlan, daemon_argv, kcl_plan, run_daemon
 from streamwreck.processor.jars import find_jars, find_java
-from streamwreck.processor.properties import Endpoints, build_properties, logback_xml, render, resolve_region
+from streamwreck.processor.properties import logback_xml, render
 from streamwreck.watcher import record_processor
 from streamwreck.watcher.metrics import Merged, MetricsServer, Snapshot
 
@@ -46,21 +44,12 @@ def plan_watch(
     python: str = sys.executable,
 ) -> DaemonPlan:
     """The daemon's properties, and the environment each record processor gets (its settings, the metrics folder)."""
-    if any(char.isspace() for char in python):
-        raise ConfigError(f"the daemon splits its executable at spaces; this Python's path has one: {python!r}")
     if settings.application_name == settings.kcl_app:
         raise ConfigError("the watcher needs its own KCL application: --application must differ from --kcl-app")
-    region = resolve_region(settings, env)
-    worker_id = settings.worker_id or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-    properties = build_properties(
-        settings,
-        executable=f"{python} -m {record_processor.__name__}",
-        region=region,
-        worker_id=worker_id,
-        endpoints=Endpoints.from_env(env),
-        extra=extra,
-    )
-    resolved = settings.model_copy(update={"region": region, "worker_id": worker_id, "metrics_dir": str(metrics_dir)})
+    kcl = kcl_plan(settings, record_processor.__name__, env, extra, python)
+    properties = kcl.properties
+    update = {"region": kcl.region, "worker_id": kcl.worker_id, "metrics_dir": str(metrics_dir)}
+    resolved = settings.model_copy(update=update)
     child_env = {variable(name): str(value) for name, value in resolved.model_dump().items() if value is not None}
     child_env[MULTIPROC_VARIABLE] = str(metrics_dir)
     if settings.local_profile:

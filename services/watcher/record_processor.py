@@ -24,7 +24,6 @@ rule) and replaces what happens to the records:
 from __future__ import annotations
 
 import logging
-import signal
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -33,8 +32,6 @@ from concurrent.futures import wait as wait_for_future
 from pathlib import Path
 from typing import Any, Protocol
 
-from amazon_kclpy import kcl
-
 from streamwreck.checker.reading import UserRecord
 from streamwreck.checker.reconciling import Answer
 from streamwreck.checker.verdict import Checkpoint, Status
@@ -42,7 +39,7 @@ from streamwreck.core import logs
 from streamwreck.core.errors import AwsError, ConfigError, InternalError, StreamwreckError
 from streamwreck.core.events import Pair
 from streamwreck.core.settings import WatcherSettings, load_settings
-from streamwreck.processor.record_processor import StreamwreckRecordProcessor, hard_exit
+from streamwreck.processor.record_processor import StreamwreckRecordProcessor, hard_exit, serve
 from streamwreck.watcher.metrics import Emf, ShardMetrics
 from streamwreck.watcher.reports import LostReporter
 from streamwreck.watcher.shard import Due, Outcome, ShardWatch
@@ -300,11 +297,7 @@ def main() -> int:
     except (ConfigError, AwsError) as exc:
         print(f"streamwreck watch record processor: error: {exc}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the daemon decides when this process ends
-    protocol_out = sys.stdout
-    sys.stdout = sys.stderr  # a stray print() must not corrupt the daemon's protocol
-    kcl.KCLProcess(record_processor, input_file=sys.stdin, output_file=protocol_out, error_file=sys.stderr).run()
-    return 0
+    return serve(record_processor)
 
 
 if __name__ == "__main__":
