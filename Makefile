@@ -42,7 +42,7 @@ emulators: node_modules/.package-lock.json ## kinesis-local (npm); moto comes wi
 
 # amazon-kclpy's build looks for its jars in a Maven repository: point it at the local one Maven just filled.
 $(VENV)/.done: pyproject.toml $(JARS)/.done
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/pip || $(PYTHON) -m venv --clear $(VENV)  # --clear: a venv cut short has a python but no pip
 	KCL_MVN_REPO_SEARCH_URL=file://$(M2_REPO)/ $(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
@@ -70,3 +70,4 @@ clean: ## remove what setup built
 	rm -rf $(VENV) build node_modules .pytest_cache .mypy_cache .ruff_cache
 
 include deploy.mk
+include compose.mk
