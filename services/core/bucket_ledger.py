@@ -115,6 +115,8 @@ class BucketLedger:
         self._clock = clock
 
     def record(self, ids: Iterable[RecordId], event_id: str, processed_at: int) -> RecordOutcome:
+        """Append the event's segment to each bucket it touches. Every record counts as ``new`` in the outcome: this
+        ledger never reads before it writes, so a redelivery or a duplicate is told apart when it is looked up."""
         by_bucket: dict[str, list[bytes]] = defaultdict(list)
         ends: dict[str, int | None] = {}
         for record in dict.fromkeys(ids):

@@ -41,7 +41,8 @@ class Entry:
 
 @dataclass
 class RecordOutcome:
-    """What one call of :meth:`Ledger.record` did, record by record summed up."""
+    """What one call of :meth:`Ledger.record` did, record by record summed up (the per-record format; the compact
+    one writes without reading and reports every record as ``new``)."""
 
     new: int = 0  # first time processed
     duplicate: int = 0  # processed again, in another event
