@@ -24,6 +24,7 @@ from streamwreck.checker import leases
 from streamwreck.checker.reading import list_shards
 from streamwreck.core.aws import error_code
 from streamwreck.core.errors import AwsError, ConfigError
+from streamwreck.core.multiprocess_metrics import MULTIPROC_VARIABLE
 from streamwreck.core.settings import WatcherSettings, variable
 from streamwreck.processor.daemon import DaemonPlan, daemon_argv, kcl_plan, run_daemon
 from streamwreck.processor.jars import find_jars, find_java
@@ -32,8 +33,6 @@ from streamwreck.watcher import record_processor
 from streamwreck.watcher.metrics import Merged, MetricsServer, Snapshot
 
 logger = logging.getLogger(__name__)
-
-MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: read by it in each record processor
 
 
 def plan_watch(

@@ -1,15 +1,9 @@
 """The watcher's figures: Prometheus metrics on ``/metrics``, ``/healthz``, the terminal table, and CloudWatch EMF.
 
-**Aggregation.** The MultiLangDaemon runs one record processor *process* per shard lease, and they come and go with
-the leases. They record their figures with prometheus_client's multiprocess mode: each writes its samples to small
-memory-mapped files in one folder (``PROMETHEUS_MULTIPROC_DIR``, a fresh temporary folder per launch, handed down
-through the daemon's environment), and the launcher — the one long-lived process, which holds the metrics port —
-serves ``/metrics`` by merging those files (``MultiProcessCollector``). Chosen because it needs no socket, no
-aggregator process and no protocol of ours between the per-shard processes and the server: a record processor that
-dies mid-write leaves its last values, counters from dead processes keep counting in the totals (a scrape never sees
-a counter go backwards when a lease moves), and the per-shard gauges (held records, lag) are "live" gauges, whose
-files the launcher removes once their process has exited (``mark_process_dead``), so a shard that moved to another
-process or watcher is not counted twice. The terminal table and ``/healthz`` read the same merge.
+**Aggregation.** The MultiLangDaemon runs one record processor *process* per shard lease: they record their figures
+in prometheus_client's multiprocess mode and the launcher serves the merge (:mod:`streamwreck.core.multiprocess_metrics`
+says how and why, for the processor's metrics too). The per-shard gauges (held records, lag) are live gauges: a shard
+that moved to another process or watcher is not counted twice. The terminal table and ``/healthz`` read the same merge.
 
 **CloudWatch: Embedded Metric Format**, not PutMetricData. Each record processor writes, every ``emf_seconds``, one
 JSON line in EMF on stderr; the daemon relays it to the launcher's stderr, the ECS ``awslogs`` driver ships it to
@@ -22,16 +16,13 @@ explain them are in one place. Dimensions: ``Stream`` (what the alarms watch: lo
 from __future__ import annotations
 
 import json
-import os
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
+from streamwreck.core import multiprocess_metrics
 from streamwreck.core.clock import iso
 from streamwreck.watcher.shard import FINAL, ShardWatch
 
@@ -156,67 +147,28 @@ class Snapshot:
         return row
 
 
-def forget_dead(folder: Path, alive: Callable[[int], bool] | None = None) -> None:
-    """Remove the live gauges of record processors that have exited (their shards are counted elsewhere now)."""
-    from prometheus_client import multiprocess
-
-    alive = alive or _alive
-    for path in folder.glob("gauge_live*_*.db"):
-        pid = path.stem.rpartition("_")[2]
-        if pid.isdigit() and not alive(int(pid)):
-            multiprocess.mark_process_dead(int(pid), str(folder))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Merged:
+class Merged(multiprocess_metrics.Merged):
     """The record processors' metrics, merged from ``folder``: the registry ``/metrics`` serves, and a snapshot."""
 
-    def __init__(self, folder: Path) -> None:
-        from prometheus_client import CollectorRegistry
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        self.folder = folder
-        self.registry = CollectorRegistry()
-        MultiProcessCollector(self.registry, path=str(folder))
-        self._lock = threading.Lock()
-
-    def exposition(self) -> bytes:
-        from prometheus_client import generate_latest
-
-        with self._lock:
-            forget_dead(self.folder)
-            return bytes(generate_latest(self.registry))
-
     def snapshot(self) -> Snapshot:
-        with self._lock:
-            forget_dead(self.folder)
-            shards: dict[str, Row] = defaultdict(Row)
-            last: float | None = None
-            for metric in self.registry.collect():
-                for sample in metric.samples:
-                    shard = sample.labels.get("shard_id")
-                    if sample.name == PROGRESS:
-                        last = max(last or 0.0, sample.value) or None
-                    elif shard is None:
-                        continue
-                    elif sample.name == f"{RECORDS}_total" and sample.labels.get("status") in STATUSES:
-                        shards[shard].counts[sample.labels["status"]] += sample.value
-                    elif sample.name == f"{READ}_total":
-                        shards[shard].read += sample.value
-                    elif sample.name == HELD:
-                        shards[shard].held += sample.value
-                    elif sample.name == LAG:
-                        shards[shard].lag = max(shards[shard].lag, sample.value)
-            return Snapshot(dict(sorted(shards.items())), last)
+        shards: dict[str, Row] = defaultdict(Row)
+        last: float | None = None
+        for metric in self.collect():
+            for sample in metric.samples:
+                shard = sample.labels.get("shard_id")
+                if sample.name == PROGRESS:
+                    last = max(last or 0.0, sample.value) or None
+                elif shard is None:
+                    continue
+                elif sample.name == f"{RECORDS}_total" and sample.labels.get("status") in STATUSES:
+                    shards[shard].counts[sample.labels["status"]] += sample.value
+                elif sample.name == f"{READ}_total":
+                    shards[shard].read += sample.value
+                elif sample.name == HELD:
+                    shards[shard].held += sample.value
+                elif sample.name == LAG:
+                    shards[shard].lag = max(shards[shard].lag, sample.value)
+        return Snapshot(dict(sorted(shards.items())), last)
 
 
 def health(snapshot: Snapshot, now: float, started: float, stale_after: float) -> tuple[bool, dict[str, Any]]:
@@ -235,48 +187,15 @@ def health(snapshot: Snapshot, now: float, started: float, stale_after: float) -
     return status != "stale", body
 
 
-class MetricsServer(ThreadingHTTPServer):
+class MetricsServer(multiprocess_metrics.MetricsServer):
     """``GET /metrics`` (Prometheus text format) and ``GET /healthz`` (200, or 503 when stale) in a thread."""
 
-    daemon_threads = True
-
     def __init__(self, host: str, port: int, merged: Merged, stale_after: float) -> None:
-        self.merged = merged
+        self.watch_merged = merged
         self.stale_after = stale_after
         self.started = time.time()
-        super().__init__((host, port), _Handler)
-        self.thread = threading.Thread(target=self.serve_forever, name="watch-metrics", daemon=True)
+        super().__init__(host, port, merged, {"/healthz": self._health}, name="watch-metrics")
 
-    def start(self) -> MetricsServer:
-        self.thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: MetricsServer
-
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            from prometheus_client import CONTENT_TYPE_LATEST
-
-            self._answer(200, CONTENT_TYPE_LATEST, self.server.merged.exposition())
-        elif path == "/healthz":
-            ok, body = health(self.server.merged.snapshot(), time.time(), self.server.started, self.server.stale_after)
-            self._answer(200 if ok else 503, "application/json", json.dumps(body).encode())
-        else:
-            self._answer(404, "application/json", b'{"error": "not_found", "message": "try /metrics or /healthz"}')
-
-    def _answer(self, status: int, content_type: str, body: bytes) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: Any) -> None:  # scrapes are not worth a log line each
-        pass
+    def _health(self) -> multiprocess_metrics.Answer:
+        ok, body = health(self.watch_merged.snapshot(), time.time(), self.started, self.stale_after)
+        return 200 if ok else 503, "application/json", json.dumps(body).encode()
