@@ -18,15 +18,18 @@ if TYPE_CHECKING:
 DESCRIPTION = """\
 Run the whole pipeline on this machine, each part a background process on 127.0.0.1 with its log in one folder:
 kinesis-local (Kinesis), moto (SNS, SQS, DynamoDB for the KCL leases), memcached (the ledger), the processor under
-the real KCL MultiLangDaemon, the recorder and the reconcile API. No Docker, no AWS account; 'make setup' installs
-what it needs.
+the real KCL MultiLangDaemon, the recorder, the reconcile API and the watcher ('streamwreck watch': the continuous
+verdict, its lost records in <dir>/lost.jsonl, its metrics at the URL 'status' shows). No Docker, no AWS account;
+'make setup' installs what it needs.
 
   up      start everything, create the stream, topic, queue (with a dead-letter queue) and subscription, wait
           until each part is ready (the KCL consumer takes 30-60 s to lease its shards), print what started
   status  show the endpoints and whether each part is alive (--json for scripts, --env for a shell)
-  wait    wait until the consumer has caught up with every record now in the stream, showing progress
+  wait    wait until the consumer has caught up with every record now in the stream (and the watcher has judged
+          each one), showing progress
   down    stop exactly what 'up' started (safe to run twice)
   restart start one part again, same settings and port (memcached comes back empty; --kill crashes it first)
+          (the watcher too: it resumes from its checkpoint)
   worker  start another processor worker (a second KCL worker of the same application)
 
 The processor skips every record whose sequence number divides by --skip-every (default 5): the demo rule, so that
@@ -38,6 +41,7 @@ examples:
   streamwreck produce --stream demo --count 1000
   streamwreck local wait
   streamwreck check --stream demo --endpoint "$(streamwreck local status --field api_url)" --kcl-app demo-consumer
+  cat .streamwreck/lost.jsonl                    # what the watcher reported lost meanwhile
   streamwreck local down"""
 
 
@@ -85,12 +89,18 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     )
 
     up.add_argument(
+        "--no-watch",
+        dest="watch",
+        action="store_false",
+        help="do not run the watcher (one JVM less; 'streamwreck check' still works)",
+    )
+    up.add_argument(
         "--service-env",
         action="append",
         default=[],
         type=_assignment,
         metavar="NAME=VALUE",
-        help="a setting for the processor, recorder and API, e.g. STREAMWRECK_PUBLISH_ATTEMPTS=1 (repeatable)",
+        help="a setting for the processor, recorder, API and watcher, e.g. STREAMWRECK_PUBLISH_ATTEMPTS=1 (repeatable)",
     )
 
     status = action("status", "show the endpoints and whether each part is alive")
@@ -106,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
     action("down", "stop everything 'up' started")
 
     restart = action("restart", "start one part again with its settings and port (moto and kinesis-local cannot)")
-    restart.add_argument("part", metavar="PART", help="memcached, recorder, api, processor or processor-N")
+    restart.add_argument("part", metavar="PART", help="memcached, recorder, api, processor, processor-N or watch")
     restart.add_argument("--kill", action="store_true", help="SIGKILL its whole process group first (a crash)")
     action("worker", "start another processor worker (processor-N, KCL worker id local-N)")
 
@@ -165,6 +175,7 @@ def _up(args: argparse.Namespace) -> int:
         memcached_port=args.memcached_port,
         api_port=args.api_port,
         consumer_timeout=args.consumer_timeout,
+        watch=args.watch,
         service_env=dict(args.service_env),
     )
     began = time.monotonic()
@@ -190,6 +201,10 @@ def _describe_up(state: StackState, took: float, directory: Path) -> str:
         f"  processor      KCL application {state.kcl_application}; {rule}",
         f"  recorder       {state.queue_url}",
         f"  api            {state.api_url}   (docs: {state.api_url}/docs)",
+    ]
+    if state.watch_url:
+        lines.append(f"  watch          {state.watch_url}/metrics   lost records to {state.lost_file}")
+    lines += [
         "next:",
         f'  eval "$(streamwreck local status{flag} --env)"',
         f"  streamwreck produce --stream {state.stream} --count 1000",
@@ -227,7 +242,9 @@ def _status(args: argparse.Namespace) -> int:
         print(f"local stack in {args.dir}: {health}, started {state.started_at}")
         for name, part in summary["parts"].items():
             print(f"  {name:<14} {'alive' if part['alive'] else 'DEAD '}  pid {part['pid']:<7} {part['log']}")
-        for key in ("api_url", "kinesis_endpoint_url", "aws_endpoint_url", "memcached", "stream", "kcl_application"):
+        keys = ["api_url", "kinesis_endpoint_url", "aws_endpoint_url", "memcached", "stream", "kcl_application"]
+        keys += [key for key in ("watch_metrics_url", "lost_records_file") if summary[key]]
+        for key in keys:
             print(f"  {key:<21} {summary[key]}")
     return 0 if summary["running"] else 1
 

@@ -2,12 +2,14 @@
 # `make demo` (after `make setup`): the whole pipeline on this machine, then the checker naming what was lost.
 #
 #   1. `streamwreck local up`: kinesis-local, moto, memcached, the processor under the real KCL daemon (skipping
-#      every record whose sequence number divides by 5: the demo rule), the recorder and the reconcile API
+#      every record whose sequence number divides by 5: the demo rule), the recorder, the reconcile API and the
+#      watcher (`streamwreck watch`, judging each record as the consumer's checkpoint passes it)
 #   2. `streamwreck produce`: 1,000 records over 4 shards
-#   3. `streamwreck local wait`: until the consumer has caught up (progress shown)
+#   3. `streamwreck local wait`: until the consumer has caught up and the watcher has judged every record
 #   4. `streamwreck check`: every shard read, every record asked about; JSON report + summary, then the HTML
 #      report rendered from the JSON one (one checker run for both)
-#   5. the demo's own check: the records named lost are exactly the ones the demo rule skipped
+#   5. the demo's own check: the records named lost are exactly the ones the demo rule skipped, by the checker and
+#      by the watcher
 # The stack is brought down at the end, whatever happened (trap). Logs stay in $DEMO_DIR/logs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,7 +58,7 @@ KCL_APP=$("$SW" local status --dir "$DEMO_DIR" --field kcl_application)
 step "2/5 writing $RECORDS records to stream $STREAM ($SHARDS shards)"
 "$SW" produce --stream "$STREAM" --count "$RECORDS"
 
-step "3/5 waiting for the consumer to catch up"
+step "3/5 waiting for the consumer to catch up (and the watcher to judge every record)"
 "$SW" local wait --dir "$DEMO_DIR" --timeout 300
 
 step "4/5 checking: every shard read, every record looked up in the ledger"
@@ -76,5 +78,5 @@ if [ "$check_code" != 1 ]; then
   exit 1
 fi
 
-step "5/5 are the lost records exactly the ones the demo rule skipped?"
+step "5/5 are the lost records exactly the ones the demo rule skipped (checker and watcher)?"
 "$PY" -m streamwreck.local.demo --dir "$DEMO_DIR" --report "$DEMO_DIR/report.json"

@@ -6,8 +6,9 @@ skipped? Run by ``scripts/demo.sh`` after ``streamwreck check --format json``:
 
 With ``--dir`` it reads the stream itself (every user record, aggregates unpacked), applies the rule (sequence number
 divisible by the stack's --skip-every) and compares with the ``lost`` records of the checker's JSON report. Exit 0 if
-they match exactly, 1 if not (naming the differences). ``--html`` renders the checker's HTML report from its JSON
-report (the same document), so that the demo runs the checker once.
+they match exactly, 1 if not (naming the differences). In a stack with a watcher it compares the watcher's report
+(``<dir>/lost.jsonl``; run ``streamwreck local wait`` first) with the rule as well. ``--html`` renders the checker's
+HTML report from its JSON report (the same document), so that the demo runs the checker once.
 """
 
 from __future__ import annotations
@@ -84,7 +85,7 @@ def judge(report: Mapping[str, Any], directory: Path) -> int:
         print(f"the checker named exactly those {len(skipped)} records as lost, and no other record")
         if others["duplicate"]:
             print(f"(and {others['duplicate']} records processed more than once: at-least-once delivery)")
-        return 0
+        return 0 if state.watch_url is None else judge_watcher(state.lost_file, state.stream, skipped)
     for record in sorted(missed, key=RecordId.sort_key)[:10]:
         print(f"  skipped but not reported lost: {describe(record)}")
     for record in sorted(extra, key=RecordId.sort_key)[:10]:
@@ -93,6 +94,32 @@ def judge(report: Mapping[str, Any], directory: Path) -> int:
         f"MISMATCH: {len(missed)} skipped records not reported lost, {len(extra)} reported lost that were processed,"
         f" {others['in_flight']} in flight, {others['unknown']} unknown"
     )
+    return 1
+
+
+def lost_in_export(path: Path, stream: str) -> set[RecordId]:
+    """The records of a ``streamwreck watch --export`` file (a record reported twice, after a restart, counts once)."""
+    if not path.exists():
+        return set()
+    found = set()
+    for line in path.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            found.add(RecordId(stream, entry["shard_id"], entry["sequence_number"], entry["sub_sequence_number"]))
+    return found
+
+
+def judge_watcher(path: Path, stream: str, skipped: set[RecordId]) -> int:
+    """0 if the watcher reported exactly the skipped records as lost, else 1 (naming the differences)."""
+    missed, extra = compare(skipped, lost_in_export(path, stream))
+    if not missed and not extra:
+        print(f"the watcher reported the same {len(skipped)} records as lost ({path})")
+        return 0
+    for record in sorted(missed, key=RecordId.sort_key)[:10]:
+        print(f"  skipped but not reported by the watcher: {describe(record)}")
+    for record in sorted(extra, key=RecordId.sort_key)[:10]:
+        print(f"  reported lost by the watcher but processed: {describe(record)}")
+    print(f"WATCHER MISMATCH: {len(missed)} skipped records not reported, {len(extra)} reported that were processed")
     return 1
 
 

@@ -25,12 +25,12 @@ from streamwreck.core.errors import StartError, WaitTimeout
 from streamwreck.core.settings import LocalSettings, environment, load_settings
 from streamwreck.local import processes
 from streamwreck.local.processes import HOST, Service
-from streamwreck.local.state import Part, Say, StackState, locked, save, status
+from streamwreck.local.state import WATCH, Part, Say, StackState, locked, save, status
 from streamwreck.processor.jars import find_jars
 
 PROCESSOR = "processor"
 # What `restart` can start again; the emulators keep their state in memory and cannot (pause them instead).
-RESTARTABLE = ("memcached", "recorder", "api", PROCESSOR)
+RESTARTABLE = ("memcached", "recorder", "api", PROCESSOR, WATCH)
 IN_MEMORY = ("moto", "kinesis-local")
 KILL_WAIT = 10.0  # seconds for a SIGKILLed group to be gone
 
@@ -70,6 +70,37 @@ def services_env(state: StackState, jars: Path) -> dict[str, str]:
     }
 
 
+def watch_env(state: StackState, jars: Path) -> dict[str, str]:
+    """The watcher's environment: the stack's emulators, the KCL's emulator profile, its metrics on 127.0.0.1 only,
+    and the stack's ``service_env`` last. Not the consumer's settings (the watcher is an application of its own)."""
+    return {
+        **state.aws_environment(),
+        "STREAMWRECK_REGION": state.region,
+        "STREAMWRECK_KCL_JARS_DIR": str(jars),
+        "STREAMWRECK_LOCAL_PROFILE": "true",
+        "STREAMWRECK_INITIAL_POSITION": "TRIM_HORIZON",
+        "STREAMWRECK_METRICS_HOST": HOST,
+        "STREAMWRECK_CHECKPOINT_SECONDS": "2",  # `local wait` waits for the watcher's checkpoints
+        "STREAMWRECK_WORKER_ID": "local",
+        "PYTHONUNBUFFERED": "1",
+        **state.service_env,
+    }
+
+
+def watch_argv(state: StackState, port: int) -> list[str]:
+    """``streamwreck watch`` on the stack's stream, auditing its consumer, lost records appended to ``lost.jsonl``."""
+    return [
+        *streamwreck_argv("watch"),
+        "--quiet",
+        "--stream", state.stream,
+        "--kcl-app", state.kcl_application,
+        "--application", state.watch_application,
+        "--endpoint", state.api_url,
+        "--metrics-port", str(port),
+        "--export", str(state.lost_file),
+    ]  # fmt: skip
+
+
 def recorder_for(state: StackState, url: str | None = None, replacing: Part | None = None) -> processes.OnStarted:
     """An ``on_started`` that writes a spawned process to the state file (before it answers: whatever happens
     next, down finds it), in the place of ``replacing`` if given."""
@@ -106,7 +137,8 @@ def start_service(
 ) -> Service:
     """Launch the processor (or another worker of it), the recorder or the API with ``env``; each is recorded in the
     state file as soon as it is spawned. The processor is not waited for (its leases take 30-60 s; callers wait on
-    them), the recorder until it logs that it started, the API until /readyz answers 200."""
+    them), the recorder until it logs that it started, the API until /readyz answers 200, the watcher until its
+    /healthz answers (it asks the API first: start it after the API)."""
     logs = state.logs
     if is_processor(name):
         env = {**env, "STREAMWRECK_WORKER_ID": worker_id(name)}
@@ -138,6 +170,19 @@ def start_service(
             env=api_env,
             timeout=60,
             on_started=recorder_for(state, replacing=replacing),
+        )
+    if name == WATCH:
+        port = port or processes.free_port()
+        url = f"http://{HOST}:{port}"
+        return processes.launch(
+            name,
+            clean_env_argv(watch_argv(state, port), env),
+            logs,
+            port,
+            lambda: processes.http_ready(f"{url}/healthz"),
+            env=env,
+            timeout=60,
+            on_started=recorder_for(state, url, replacing),
         )
     raise StartError(f"no service named {name!r}")
 
@@ -202,8 +247,10 @@ def restart(directory: Path, name: str, say: Say = print, *, settings: LocalSett
             service = processes.start_memcached(state.logs, port, on_started=recorder_for(state, replacing=old))
         else:
             settings = settings or load_settings(LocalSettings)
-            env = services_env(state, find_jars(settings.kcl_jars_dir))
-            port = int(state.api_url.rsplit(":", 1)[1]) if name == "api" else 0
+            jars = find_jars(settings.kcl_jars_dir)
+            env = watch_env(state, jars) if name == WATCH else services_env(state, jars)
+            url = state.api_url if name == "api" else state.watch_url if name == WATCH else None
+            port = int(url.rsplit(":", 1)[1]) if url else 0
             service = start_service(state, name, env, port=port, replacing=old)
         say(f"started {name} again (pid {service.pid})")
         return _part(state, name)

@@ -1,5 +1,6 @@
 """How far the local stack's consumer has got: which records of the stream are in the ledger, which the demo rule
-skipped, and whether every shard's KCL checkpoint has passed its last record (``streamwreck local wait``).
+skipped, and whether every shard's KCL checkpoint has passed its last record (``streamwreck local wait``); and how
+far its watcher has got: whether its own checkpoints (it checkpoints only what it has judged) have passed them too.
 
 The rules are pure functions; the I/O is the checker engine's: its stream reader, its reconcile API client and its
 lease-table reading.
@@ -22,7 +23,7 @@ from streamwreck.checker.verdict import Checkpoint, LeasePosition
 from streamwreck.core.clock import wait_until
 from streamwreck.core.errors import AwsError, StreamwreckError, WaitTimeout
 from streamwreck.core.records import RecordId
-from streamwreck.local.state import Say, StackState
+from streamwreck.local.state import WATCH, Say, StackState
 from streamwreck.processor.processor import skipped_by_demo_rule
 
 READERS = 4  # shards read at once
@@ -129,10 +130,11 @@ def unrecorded(api: ReconcileApi, stream: str, records: Sequence[UserRecord]) ->
 
 def catch_up(state: StackState, timeout: float, show: Say | None = None, since: float | None = None) -> str | None:
     """Wait until the consumer has caught up with every record now in the stream: each one the demo rule does not
-    skip is in the ledger, and every shard's checkpoint has passed its last record. None once it has; else why not
-    (the processor stopped, or ``timeout`` seconds passed). ``show`` is told the progress as it changes. ``since``
-    (Unix seconds): only records that arrived then or later must be in the ledger (memcached restarted then, and
-    forgot the others)."""
+    skip is in the ledger, and every shard's checkpoint has passed its last record; in a stack with a watcher, its
+    own checkpoints too (it checkpoints only what it has judged and reported). None once it has; else why not (the
+    processor or the watcher stopped, or ``timeout`` seconds passed). ``show`` is told the progress as it changes.
+    ``since`` (Unix seconds): only records that arrived then or later must be in the ledger (memcached restarted
+    then, and forgot the others)."""
     kinesis, dynamodb = state.client("kinesis"), state.client("dynamodb")
     try:
         contents = read_stream(kinesis, state.stream)
@@ -146,26 +148,35 @@ def catch_up(state: StackState, timeout: float, show: Say | None = None, since: 
     ]
     # Every worker of the consumer (`local restart`/`add_worker` may have started more): one alive is enough.
     workers = [part for part in state.parts if part.name == "processor" or part.name.startswith("processor-")]
+    watcher = state.part(WATCH)
     api = ReconcileApi(state.api_url, timeout=10.0)
     line, shown_at = "", 0.0
 
     def look() -> Progress | str | None:
         nonlocal pending, line, shown_at
         previous = line
+        watched = True
         try:
             pending = unrecorded(api, state.stream, pending)
             positions = checkpoints(read_leases(dynamodb, state.kcl_application), state.stream, contents.parents)
             now = measure(records, map(key_of, pending), functools.partial(checkpointed, positions), state.skip_every)
             line = now.line()
+            if watcher is not None and now.done:  # it judges a record once the consumer's checkpoint has passed it
+                own = checkpoints(read_leases(dynamodb, state.watch_application), state.stream, contents.parents)
+                judged = measure(records, (), functools.partial(checkpointed, own), 0)
+                watched = judged.checkpointed >= judged.shards
+                line += f"; watcher: {judged.checkpointed}/{judged.shards} shards judged, {reported(state)} lost"
         except StreamwreckError as exc:  # retried until the deadline: parts may be busy
             now, line = None, f"waiting: {type(exc).__name__}: {exc}"
         if show is not None and (line != previous or time.monotonic() - shown_at > SHOW_EVERY):
             show(line)
             shown_at = time.monotonic()
-        if now is not None and now.done:
+        if now is not None and now.done and watched:
             return now
         if workers and not any(worker.alive() for worker in workers):
             return f"the processor is not running: see {', '.join(worker.log for worker in workers)}"
+        if watcher is not None and not watcher.alive():
+            return f"the watcher is not running: see {watcher.log}"
         return None
 
     try:
@@ -175,3 +186,12 @@ def catch_up(state: StackState, timeout: float, show: Say | None = None, since: 
     finally:
         api.close()
     return outcome if isinstance(outcome, str) else None
+
+
+def reported(state: StackState) -> int:
+    """How many lost records the watcher has reported (lines of its export; one reported again counts again)."""
+    try:
+        with open(state.lost_file, "rb") as lines:
+            return sum(1 for _ in lines)
+    except FileNotFoundError:
+        return 0

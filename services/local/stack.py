@@ -31,17 +31,17 @@ from streamwreck.core.errors import AlreadyUp, AwsError, ConfigError, StartError
 from streamwreck.core.settings import LocalSettings, environment, load_settings
 from streamwreck.local import parts, processes, resources
 from streamwreck.local.processes import HOST, Service
-from streamwreck.local.state import Say, StackState, load, locked, save, state_path
+from streamwreck.local.state import WATCH, Say, StackState, load, locked, save, state_path
 from streamwreck.processor.jars import find_jars, find_java
 
 DEFAULT_DIR = Path(".streamwreck")
 # Order of start; down stops in reverse (the consumer first, the emulators last).
-PART_ORDER = ("memcached", "moto", "kinesis-local", "recorder", "api", "processor")
-SERVICES = ("processor", "recorder", "api")
+PART_ORDER = ("memcached", "moto", "kinesis-local", "recorder", "api", "processor", "watch")
+SERVICES = ("watch", "processor", "recorder", "api")
 # Graceful stop time per part; the emulators and memcached keep nothing worth a graceful stop. The KCL daemon's
 # graceful shutdown waits up to the lease failover time (10 s) for its record processors: nothing a stack that is
 # going away entirely needs, so its group is stopped after 3 s.
-GRACE_SECONDS = {"processor": 3.0, "recorder": 3.0, "api": 3.0}
+GRACE_SECONDS = {"processor": 3.0, "recorder": 3.0, "api": 3.0, "watch": 3.0}
 
 
 @dataclass
@@ -56,6 +56,7 @@ class Options:
     memcached_port: int | None = None
     api_port: int | None = None
     consumer_timeout: float = 240.0
+    watch: bool = True  # run `streamwreck watch` beside the consumer
     service_env: dict[str, str] = field(default_factory=dict)  # extra settings of the processor, recorder, API
 
 
@@ -208,6 +209,9 @@ def _start(state: StackState, options: Options, names: resources.Names, settings
     api = parts.start_service(state, "api", env, port=options.api_port or 0)
     state.api_url = api.url
     save(state)
+    if options.watch:
+        say(f"starting the watcher (its own KCL application; lost records to {state.lost_file})")
+        parts.start_service(state, WATCH, parts.watch_env(state, find_jars(settings.kcl_jars_dir)))
 
     say(f"waiting for the KCL consumer to lease all {options.shards} shards (about 30-60 s)")
     _wait_for_leases(state, processor, options.consumer_timeout)

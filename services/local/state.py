@@ -22,6 +22,8 @@ from streamwreck.local import groups
 
 STATE_FILE = "stack.json"
 LOG_FOLDER = "logs"
+LOST_FILE = "lost.jsonl"  # the watcher's report of lost records (``watch --export``), one JSON line each
+WATCH = "watch"  # the watcher's part
 # Emulators accept any credentials; the stack never uses the caller's own (nor their profile or session token).
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "streamwreck-local", "AWS_SECRET_ACCESS_KEY": "streamwreck-local"}
 
@@ -75,6 +77,21 @@ class StackState:
     def part(self, name: str) -> Part | None:
         return next((part for part in self.parts if part.name == name), None)
 
+    @property
+    def lost_file(self) -> Path:
+        return Path(self.dir) / LOST_FILE
+
+    @property
+    def watch_application(self) -> str:
+        """The watcher's own KCL application (and lease table)."""
+        return f"streamwreck-watch-{self.stream}"
+
+    @property
+    def watch_url(self) -> str | None:
+        """The watcher's metrics server (``/metrics``, ``/healthz``); None in a stack without a watcher."""
+        watch = self.part(WATCH)
+        return watch.url if watch is not None else None
+
     def aws_environment(self) -> dict[str, str]:
         """What boto3 (and the AWS SDK for Java) need to reach this stack's emulators."""
         return {
@@ -112,6 +129,9 @@ class StackState:
             "queue_url": self.queue_url,
             "dead_letter_queue_url": self.dead_letter_queue_url,
             "topic_arn": self.topic_arn,
+            "watch_metrics_url": f"{self.watch_url}/metrics" if self.watch_url else None,
+            "watch_application": self.watch_application if self.watch_url else None,
+            "lost_records_file": str(self.lost_file) if self.watch_url else None,
             "region": self.region,
             "shards": self.shards,
             "skip_every": self.skip_every,

@@ -1,14 +1,19 @@
-"""The same pipeline with the demo rule off (--skip-every 0): nothing lost, verdict clean. Then the stack's own
-commands: a second `up` refuses, `status` reports every part, `down` leaves no process behind and is safe twice."""
+"""The same pipeline with the demo rule off (--skip-every 0): nothing lost, verdict clean, and the watcher reports
+nothing lost either. Then the stack's own commands: `status` reports every part (the watcher's metrics URL too),
+`restart watch` brings the watcher back on its port, a second `up` refuses, `down` leaves no process behind and is
+safe twice."""
 
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, log_holders, running, start_stack, write_across_a_split
+from helpers import wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamwreck.local import progress, state
 
@@ -22,8 +27,10 @@ STATUS_KEYS = {
     "queue_url",
     "topic_arn",
     "logs",
+    "watch_metrics_url",
+    "lost_records_file",
 }
-PARTS = {"memcached", "moto", "kinesis-local", "processor", "recorder", "api"}
+PARTS = {"memcached", "moto", "kinesis-local", "processor", "recorder", "api", "watch"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +52,26 @@ def test_with_the_demo_rule_off_nothing_is_lost_and_the_verdict_is_clean(
     assert report["counts"]["processed"] + report["counts"]["duplicate"] == 2000
     assert report["verdict"] == "clean"
     assert code == 0
+    # `local wait` waited for the watcher too (its checkpoints past every record): it has judged every record, none
+    # is held and none is lost.
+    figures = watched(clean_stack)
+    assert figures["judged"] >= 2000 and figures["held"] == 0 and figures["lost"] == 0
+    assert not (clean_stack.dir / "lost.jsonl").exists() or not (clean_stack.dir / "lost.jsonl").read_text()
+
+
+def watched(local: LocalStack) -> dict[str, float]:
+    """The watcher's judged, lost and held records (sums over its shards, from its /metrics)."""
+    with urllib.request.urlopen(local.status["watch_metrics_url"], timeout=10) as response:
+        text = response.read().decode()
+    sums = {"judged": 0.0, "lost": 0.0, "held": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "streamwreck_watch_records_total":
+                sums["judged"] += sample.value
+                sums["lost"] += sample.value if sample.labels["status"] == "lost" else 0.0
+            elif sample.name == "streamwreck_watch_held_records":
+                sums["held"] += sample.value
+    return sums
 
 
 def test_status_reports_the_endpoints_and_every_part_alive(clean_stack: LocalStack) -> None:
@@ -55,6 +82,29 @@ def test_status_reports_the_endpoints_and_every_part_alive(clean_stack: LocalSta
     assert set(document["parts"]) == PARTS
     assert all(part["alive"] for part in document["parts"].values())
     assert document["running"] is True
+    assert document["watch_metrics_url"] == f"{document['parts']['watch']['url']}/metrics"
+    assert document["lost_records_file"] == str(clean_stack.dir.resolve() / "lost.jsonl")
+    text = clean_stack.run("local", "status", "--dir", str(clean_stack.dir))
+    assert f"watch_metrics_url     {document['watch_metrics_url']}" in text.stdout
+
+
+def test_the_watcher_restarts_on_its_port_and_resumes_from_its_checkpoint(clean_stack: LocalStack) -> None:
+    before = watched(clean_stack)
+    restarted = clean_stack.run("local", "restart", "watch", "--dir", str(clean_stack.dir), timeout=120)
+    assert restarted.returncode == 0, restarted.stderr
+    part = json.loads(restarted.stdout)
+    assert f"{part['url']}/metrics" == clean_stack.status["watch_metrics_url"]  # the same port
+    # A fresh process (its counters start from zero) that resumes from its checkpoint: it judges the new records, and
+    # not the 2,000 before them again.
+    produced = clean_stack.run("produce", "--stream", clean_stack.stream, "--count", "100")
+    assert produced.returncode == 0, produced.stderr
+    after = wait_until(
+        lambda: (figures := watched(clean_stack))["judged"] >= 100 and figures["held"] == 0 and figures,
+        150,
+        "the restarted watcher to judge the new records",
+        interval=1.0,
+    )
+    assert 100 <= after["judged"] < before["judged"] and after["lost"] == 0
 
 
 def test_a_second_up_says_the_stack_is_up_and_starts_nothing(clean_stack: LocalStack) -> None:

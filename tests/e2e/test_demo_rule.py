@@ -1,5 +1,6 @@
 """The demo rule end to end: a consumer that skips every record whose sequence number divides by 5, and a checker that
-must name exactly those records as lost, no more and no fewer, across KPL aggregation and a shard split."""
+must name exactly those records as lost, no more and no fewer, across KPL aggregation and a shard split; and the
+stack's watcher (`streamwreck watch`, part of `local up`), which must report the same records, as they arrive."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, start_stack, statuses, write_across_a_split
 
 from streamwreck.core.records import RecordId
-from streamwreck.local import progress, state
+from streamwreck.local import demo, progress, state
 from streamwreck.processor.processor import skipped_by_demo_rule
 
 SKIP_EVERY = 5
@@ -52,12 +53,15 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
     assert report["counts"]["processed"] + report["counts"]["duplicate"] == len(records) - len(skipped)
     assert report["verdict"] == "gaps"
     assert code == 1
+    # The watcher judged the same records as they came (`local wait` waited for it): the same lost, none else.
+    reported = demo.lost_in_export(demo_stack.dir / "lost.jsonl", demo_stack.stream)
+    assert reported == skipped
 
     # The demo's last steps (scripts/demo.sh): the HTML report rendered from the JSON one, and the demo's own verdict.
     (tmp_path / "demo.json").write_text(json.dumps(report))
     html = tmp_path / "demo.html"
     arguments = ["--report", str(tmp_path / "demo.json"), "--html", str(html), "--dir", str(demo_stack.dir)]
-    demo = subprocess.run(
+    demo_run = subprocess.run(
         [sys.executable, "-m", "streamwreck.local.demo", *arguments],
         env=demo_stack.env,
         capture_output=True,
@@ -65,8 +69,9 @@ def test_the_checker_names_exactly_the_skipped_records_across_aggregation_and_a_
         timeout=120,
         check=False,
     )
-    assert demo.returncode == 0, demo.stdout + demo.stderr
-    assert f"the checker named exactly those {len(skipped)} records as lost" in demo.stdout
+    assert demo_run.returncode == 0, demo_run.stdout + demo_run.stderr
+    assert f"the checker named exactly those {len(skipped)} records as lost" in demo_run.stdout
+    assert f"the watcher reported the same {len(skipped)} records as lost" in demo_run.stdout
     assert html.read_text().lstrip().lower().startswith("<!doctype html")
 
 

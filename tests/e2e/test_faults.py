@@ -65,7 +65,8 @@ def facts() -> Iterator[Facts]:
 def fault_stack(tmp_path_factory: pytest.TempPathFactory, facts: Facts) -> Iterator[LocalStack]:
     options = [arg for setting in SERVICE_ENV for arg in ("--service-env", setting)]
     folder = tmp_path_factory.mktemp("fault-stack")
-    yield from start_stack(folder, "--shards", "4", "--skip-every", str(SKIP_EVERY), *options)
+    # No watcher: its JVM would share the two cores with the faults' timings (test_demo_rule.py runs it).
+    yield from start_stack(folder, "--shards", "4", "--skip-every", str(SKIP_EVERY), "--no-watch", *options)
 
 
 # --- helpers ----------------------------------------------------------------------------------------------------

@@ -260,3 +260,30 @@ def test_the_emulators_that_keep_state_in_memory_cannot_be_restarted(tmp_path: P
             parts.restart(tmp_path, name)
     with pytest.raises(StartError, match="has no part 'recorder'"):
         parts.kill(tmp_path, "recorder")
+
+
+def test_the_watcher_audits_the_stacks_consumer_as_an_application_of_its_own(tmp_path: Path) -> None:
+    stacked = stack_state(tmp_path)
+    assert stacked.summary()["watch_metrics_url"] is None  # a stack started with --no-watch
+    stacked.parts.append(Part("watch", 2**22 + 2, 124, str(tmp_path / "logs" / "watch.log"), "http://127.0.0.1:9200"))
+    summary = stacked.summary()
+    assert summary["watch_metrics_url"] == "http://127.0.0.1:9200/metrics"
+    assert summary["lost_records_file"] == str(tmp_path / "lost.jsonl")
+    assert summary["watch_application"] == "streamwreck-watch-demo"
+
+    argv = parts.watch_argv(stacked, 9200)
+    options = dict(zip(argv[argv.index("--stream") :: 2], argv[argv.index("--stream") + 1 :: 2], strict=True))
+    assert options == {
+        "--stream": "demo",
+        "--kcl-app": "demo-consumer",
+        "--application": "streamwreck-watch-demo",
+        "--endpoint": "http://127.0.0.1:8000",
+        "--metrics-port": "9200",
+        "--export": str(tmp_path / "lost.jsonl"),
+    }
+    stacked.service_env = {"STREAMWRECK_GRACE_SECONDS": "30"}
+    env = parts.watch_env(stacked, tmp_path / "jars")
+    assert "STREAMWRECK_APPLICATION_NAME" not in env  # the consumer's name is not the watcher's
+    assert env["STREAMWRECK_METRICS_HOST"] == "127.0.0.1" and env["STREAMWRECK_LOCAL_PROFILE"] == "true"
+    assert env["STREAMWRECK_GRACE_SECONDS"] == "30"
+    assert env["AWS_ENDPOINT_URL_KINESIS"] == "http://127.0.0.1:4567"
