@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's own: read by it in each record processor
 
@@ -100,7 +100,7 @@ class MetricsServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.thread = threading.Thread(target=self.serve_forever, name=name, daemon=True)
 
-    def start(self) -> MetricsServer:
+    def start(self) -> Self:
         self.thread.start()
         return self
 
