@@ -141,6 +141,14 @@ class ProcessorSettings(AwsSettings, HeartbeatSettings):
     publish_flush_records: int = Field(4000, ge=1, description="Publish once this many records are pending.")
     publish_flush_seconds: float = Field(2.0, ge=0, le=300, description="Publish records pending this long.")
     publish_attempts: int = Field(8, ge=1, le=20, description="SNS attempts before exiting non-zero.")
+    processor_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="If set, the launcher serves the record processors' Prometheus metrics, merged across them, on "
+        "this port at /metrics; unset, the record processors record none.",
+    )
+    processor_metrics_host: str = Field("127.0.0.1", description="Address the processor's metrics port listens on.")
 
 
 class CheckerSettings(CommonSettings):

@@ -5,6 +5,11 @@ The command builds a plan (:func:`plan_daemon`: the daemon's properties and what
 environment; a ConfigError for anything missing or unusable, before Java starts), writes the properties file and the
 daemon's logging configuration to a temporary folder, and runs the daemon in the foreground (:func:`run_daemon`),
 passing SIGTERM/SIGINT/SIGHUP on to it. The jars and Java are found by :mod:`streamwreck.processor.jars`.
+
+With ``STREAMWRECK_PROCESSOR_METRICS_PORT`` set it also serves the record processors' Prometheus metrics
+(:mod:`streamwreck.processor.metrics`): they write them to a folder in the temporary one, handed down to them as
+``PROMETHEUS_MULTIPROC_DIR``, and this process, the one that outlives the leases, serves the merge on ``/metrics``
+(:mod:`streamwreck.core.multiprocess_metrics`), from before the daemon starts until after it has exited.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
 from streamwreck.core import logs
 from streamwreck.core.errors import ConfigError
+from streamwreck.core.multiprocess_metrics import MULTIPROC_VARIABLE, Merged, MetricsServer
 from streamwreck.core.settings import ENV_PREFIX, ProcessorSettings, environment, load_settings, variable
 from streamwreck.processor import record_processor
 from streamwreck.processor.jars import find_jars, find_java
@@ -67,6 +74,9 @@ settings (environment; the options below override them):
   {ENV_PREFIX}PUBLISH_FLUSH_RECORDS  publish once this many records are pending (default 4000)
   {ENV_PREFIX}PUBLISH_FLUSH_SECONDS  ... or once the oldest has waited this long (default 2)
   {ENV_PREFIX}PUBLISH_ATTEMPTS     SNS attempts, with backoff, before exiting non-zero (default 8)
+  {ENV_PREFIX}PROCESSOR_METRICS_PORT  Prometheus metrics of all the shards' record processors, merged, on
+                                   http://HOST:PORT/metrics (default: unset, no metrics)
+  {ENV_PREFIX}PROCESSOR_METRICS_HOST  the address it listens on (default 127.0.0.1)
   {ENV_PREFIX}LOCAL_PROFILE        true for emulators (kinesis-local, LocalStack): no worker metrics, short
                                    shard-sync and lease-assignment intervals, AWS_EC2_METADATA_DISABLED=true.
                                    Default false; keep it off in AWS (KCL 3 balances leases on worker metrics)
@@ -160,11 +170,13 @@ def plan_daemon(
     extra: Mapping[str, str],
     python: str = sys.executable,
     cwd: str | None = None,
+    metrics_dir: Path | None = None,
 ) -> DaemonPlan:
     """The daemon's properties and environment; ConfigError for anything unusable.
 
     ``cwd``: the folder the record processors import from first (the daemon's working directory); it must already be
-    on ``sys.path`` here, so that a ``module:function`` that they can import is not rejected (and vice versa)."""
+    on ``sys.path`` here, so that a ``module:function`` that they can import is not rejected (and vice versa).
+    ``metrics_dir``: where the record processors keep their metrics, when the metrics port is set."""
     choose_function(settings.process_function, settings.skip_every)  # fail now, not in every record processor
     kcl = kcl_plan(settings, record_processor.__name__, env, extra, python)
     properties, region, worker_id = kcl.properties, kcl.region, kcl.worker_id
@@ -180,6 +192,9 @@ def plan_daemon(
     }
     if settings.process_function:
         child_env[variable("process_function")] = settings.process_function
+    if settings.processor_metrics_port and metrics_dir is not None:
+        child_env[variable("processor_metrics_port")] = str(settings.processor_metrics_port)  # switches them on
+        child_env[MULTIPROC_VARIABLE] = str(metrics_dir)  # read by prometheus_client when first imported
     if settings.local_profile:
         child_env["AWS_EC2_METADATA_DISABLED"] = "true"
     if cwd is not None:
@@ -231,6 +246,14 @@ def run_daemon(argv: Sequence[str], env: Mapping[str, str], output: int | None =
     return code
 
 
+def serve_metrics(host: str, port: int, metrics_dir: Path) -> MetricsServer:
+    """``/metrics`` over the record processors' merged metrics, started; a port that cannot be had is a ConfigError."""
+    try:
+        return MetricsServer(host, port, Merged(metrics_dir), name="processor-metrics").start()
+    except OSError as exc:
+        raise ConfigError(f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     overrides = {name: getattr(args, name) for name in _OVERRIDES if getattr(args, name, None) is not None}
     settings = load_settings(ProcessorSettings, **overrides)
@@ -242,14 +265,20 @@ def run(args: argparse.Namespace) -> int:
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
     env = environment()  # the daemon's (and so each record processor's) environment: ours, plus the plan's
-    plan = plan_daemon(settings, env, extra, cwd=cwd)
-    text = render(plan.properties)
-    if args.print_properties:
-        sys.stdout.write(text)
-        return 0
-    jars = find_jars(settings.kcl_jars_dir)
-    java = find_java(env.get("JAVA_HOME"))
-    with tempfile.TemporaryDirectory(prefix="streamwreck-kcl-") as folder:
+    with tempfile.TemporaryDirectory(prefix="streamwreck-kcl-") as folder, ExitStack() as stack:
+        metrics_dir = Path(folder) / "metrics" if settings.processor_metrics_port else None
+        plan = plan_daemon(settings, env, extra, cwd=cwd, metrics_dir=metrics_dir)
+        text = render(plan.properties)
+        if args.print_properties:
+            sys.stdout.write(text)
+            return 0
+        jars = find_jars(settings.kcl_jars_dir)
+        java = find_java(env.get("JAVA_HOME"))
+        server = None
+        if metrics_dir is not None and settings.processor_metrics_port:
+            metrics_dir.mkdir()
+            server = serve_metrics(settings.processor_metrics_host, settings.processor_metrics_port, metrics_dir)
+            stack.callback(server.stop)  # after the daemon has exited
         properties_file = Path(folder) / "streamwreck.properties"
         properties_file.write_text(text, encoding="ascii")
         log_configuration = Path(folder) / "logback.xml"
@@ -261,6 +290,7 @@ def run(args: argparse.Namespace) -> int:
                 "application": settings.application_name,
                 "worker_id": plan.properties["workerId"],
                 "jars": str(jars),
+                "metrics_url": f"{server.url}/metrics" if server is not None else None,
             },
         )
         argv = daemon_argv(java, jars, properties_file, log_configuration)

@@ -14,6 +14,8 @@ publisher (:mod:`streamwreck.core.publisher`):
   process with :data:`EXIT_BUG` and its traceback in the log.
 - At shard end the processor publishes what it holds and checkpoints (else the child shards never start); after a
   lost lease it never checkpoints.
+- With ``STREAMWRECK_PROCESSOR_METRICS_PORT`` set it records its shard's Prometheus metrics
+  (:mod:`streamwreck.processor.metrics`) for the launcher to serve.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from streamwreck.core import heartbeat, logs
 from streamwreck.core.errors import AwsError, ConfigError, StreamwreckError
 from streamwreck.core.events import Pair
 from streamwreck.core.settings import ProcessorSettings, load_settings
+from streamwreck.processor.metrics import CountedSns, Metrics, NoMetrics, ShardMetrics
 from streamwreck.processor.processor import (
     Flush,
     ProcessFunction,
@@ -89,6 +92,7 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
         exit: Callable[[int], Any] = hard_exit,
         checkpoint_attempts: int = CHECKPOINT_ATTEMPTS,
         checkpoint_delay: float = CHECKPOINT_BASE_DELAY,
+        metrics: Metrics | None = None,
     ) -> None:
         self.stream = stream
         self.shard_id = "?"
@@ -101,11 +105,14 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
         self._checkpoint_attempts = checkpoint_attempts
         self._checkpoint_delay = checkpoint_delay
         self._can_checkpoint = True
+        self._processor_metrics = metrics or NoMetrics()
+        self._unchecked_since: float | None = None  # when the oldest record read and not checkpointed was read
 
     # -- the five lifecycle methods -------------------------------------------------------------------------------
 
     def initialize(self, initialize_input: Any) -> None:
         self.shard_id = initialize_input.shard_id
+        self._processor_metrics.start(self.shard_id)
         logger.info(
             "shard_initialized",
             extra={
@@ -140,9 +147,14 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
             self._exit(EXIT_BUG)
 
     def _process_records(self, process_records_input: Any) -> None:
+        read_at = self._clock()
         records = [to_record(self.shard_id, raw) for raw in process_records_input.records]
         result = run_batch(records, self._function)
         self._progress.add(result, self._clock())
+        self._processor_metrics.handled(len(result.processed), len(result.skipped), len(result.failed))
+        self._processor_metrics.behind_latest(process_records_input.millis_behind_latest)
+        if result.last is not None and self._unchecked_since is None:
+            self._unchecked_since = read_at
         if records:
             logger.debug(
                 "batch_received",
@@ -167,6 +179,7 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
         at_tip = not process_records_input.millis_behind_latest  # 0, or not reported
         if self._progress.due(self._clock(), at_tip=at_tip):
             self._flush(process_records_input.checkpointer)
+        self._report_lag()
 
     def _lease_lost(self, _lease_lost_input: Any) -> None:
         # Another worker owns the shard now and resumes from the last checkpoint: report what was processed here
@@ -178,6 +191,7 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
             try:
                 self._publish(flush)
             except StreamwreckError as exc:
+                self._processor_metrics.publish_error()
                 logger.warning("lease_lost_publish_failed", extra={"shard_id": self.shard_id, "error": str(exc)})
 
     def _shard_ended(self, shard_ended_input: Any) -> None:
@@ -216,11 +230,13 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
                     "exit_code": EXIT_UNPUBLISHED,
                 },
             )
+            self._processor_metrics.publish_error()
             self._exit(EXIT_UNPUBLISHED)
             raise  # only reached when the exit seam returns (tests): never checkpoint after a failed publish
 
     def _publish(self, flush: Flush) -> None:
         report = self._publisher.publish(self.stream, self.shard_id, flush.records)
+        self._processor_metrics.published(len(flush.records), getattr(report, "events", None))
         logger.info(
             "records_published",
             extra={
@@ -253,6 +269,9 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
                 # The events are published; the next checkpoint covers these records, or they are processed again.
                 logger.warning("checkpoint_failed", extra=extra)
                 return False
+            self._processor_metrics.checkpointed()
+            self._unchecked_since = None  # each checkpoint is at the last record read (the process is one thread)
+            self._report_lag()
             logger.info(
                 "checkpointed",
                 extra={
@@ -263,6 +282,10 @@ class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
             )
             return True
         return False
+
+    def _report_lag(self) -> None:
+        since = self._unchecked_since
+        self._processor_metrics.checkpoint_lag(0.0 if since is None else self._clock() - since)
 
 
 def to_record(shard_id: str, raw: Any) -> Record:
@@ -280,8 +303,9 @@ def to_record(shard_id: str, raw: Any) -> Record:
 # -- the process the daemon starts ------------------------------------------------------------------------------------
 
 
-def make_publisher(settings: ProcessorSettings) -> EventPublisher:
-    """The SNS publisher; AwsError when botocore cannot make the client (no region, a bad profile, ...)."""
+def make_publisher(settings: ProcessorSettings, metrics: Metrics | None = None) -> EventPublisher:
+    """The SNS publisher (its requests counted in ``metrics``); AwsError when botocore cannot make the client (no
+    region, a bad profile, ...)."""
     # boto3 is imported here, not at the top: `streamwreck processor` imports this module to name it, and every
     # streamwreck command builds its parser from the command modules.
     import boto3
@@ -297,7 +321,8 @@ def make_publisher(settings: ProcessorSettings) -> EventPublisher:
         sns = boto3.client("sns", region_name=settings.region, config=config)
     except BotoCoreError as exc:
         raise translate(exc, "creating the SNS client") from exc
-    return EventPublisher(sns, settings.topic_arn, settings.worker_id, attempts=settings.publish_attempts)
+    counted = CountedSns(sns, metrics) if metrics is not None else sns
+    return EventPublisher(counted, settings.topic_arn, settings.worker_id, attempts=settings.publish_attempts)
 
 
 def main() -> int:
@@ -307,7 +332,10 @@ def main() -> int:
         logs.configure(settings.log_level)
         heartbeat.configure(settings.heartbeat_file)
         function = choose_function(settings.process_function, settings.skip_every)
-        publisher = make_publisher(settings)
+        # The launcher serves them, from the folder it set in PROMETHEUS_MULTIPROC_DIR (before any import of
+        # prometheus_client here).
+        metrics = ShardMetrics(settings.stream_name) if settings.processor_metrics_port else None
+        publisher = make_publisher(settings, metrics)
     except ConfigError as exc:
         print(f"streamwreck record processor: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -315,7 +343,9 @@ def main() -> int:
         print(f"streamwreck record processor: error: {exc}", file=sys.stderr)
         return 2
     progress = ShardProgress(flush_records=settings.publish_flush_records, flush_seconds=settings.publish_flush_seconds)
-    return serve(StreamwreckRecordProcessor(settings.stream_name, publisher, function, progress=progress))
+    return serve(
+        StreamwreckRecordProcessor(settings.stream_name, publisher, function, progress=progress, metrics=metrics)
+    )
 
 
 def serve(record_processor: Any) -> int:

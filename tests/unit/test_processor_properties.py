@@ -233,6 +233,28 @@ def test_a_record_processor_loads_its_settings_from_the_plan_alone(monkeypatch: 
     assert child.worker_id is not None
 
 
+def test_plan_hands_the_metrics_folder_to_the_record_processors_only_with_a_metrics_port(tmp_path: Path) -> None:
+    env = {"AWS_REGION": "us-east-1"}
+    settings = load_settings(ProcessorSettings, **REQUIRED, processor_metrics_port=9109)
+    plan = plan_daemon(settings, env, {}, metrics_dir=tmp_path)
+    assert plan.env["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path)  # prometheus_client's multiprocess mode
+    assert plan.env["STREAMWRECK_PROCESSOR_METRICS_PORT"] == "9109"  # what switches the record processors' on
+    without = plan_daemon(load_settings(ProcessorSettings, **REQUIRED), env, {}, metrics_dir=None)
+    assert not {"PROMETHEUS_MULTIPROC_DIR", "STREAMWRECK_PROCESSOR_METRICS_PORT"} & set(without.env)
+
+
+def test_the_metrics_settings_and_the_help_that_names_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamwreck.processor.daemon import describe
+
+    settings = load_settings(ProcessorSettings, **REQUIRED)
+    assert (settings.processor_metrics_port, settings.processor_metrics_host) == (None, "127.0.0.1")
+    monkeypatch.setenv("STREAMWRECK_PROCESSOR_METRICS_PORT", "70000")
+    with pytest.raises(ConfigError, match=r"^STREAMWRECK_PROCESSOR_METRICS_PORT: "):
+        load_settings(ProcessorSettings, **REQUIRED)
+    assert "STREAMWRECK_PROCESSOR_METRICS_PORT" in describe("processor")
+    assert "STREAMWRECK_PROCESSOR_METRICS_HOST" in describe("processor")
+
+
 def test_plan_rejects_a_bad_process_function_before_starting_java() -> None:
     settings = load_settings(ProcessorSettings, **REQUIRED, process_function="streamwreck_no_such_module:f")
     with pytest.raises(ConfigError, match="cannot import"):

@@ -4,6 +4,7 @@ amazon-kclpy's own ``KCLProcess`` reads the daemon's messages and writes the ans
 in for the MultiLangDaemon's side: it hands out the next message, answers each checkpoint request (from a script
 of errors), and records, in one timeline with the recording publisher, what was published and checkpointed.
 The same protocol against a real process and moto's SNS -> SQS is in tests/integration/test_processor_process.py.
+The metrics tests at the end drive the real publisher too, over a scripted SNS client.
 """
 
 from __future__ import annotations
@@ -17,9 +18,14 @@ from typing import Any
 
 import pytest
 from amazon_kclpy import kcl
+from botocore.exceptions import ClientError
+from prometheus_client import CollectorRegistry
 
 from streamwreck.core.errors import LedgerUnavailableError, PublishError, RejectedInputError
 from streamwreck.core.events import Pair
+from streamwreck.core.publisher import EventPublisher
+from streamwreck.processor import metrics as m
+from streamwreck.processor.metrics import CountedSns, ShardMetrics
 from streamwreck.processor.processor import ProcessFunction, Record, ShardProgress, demo_rule
 from streamwreck.processor.record_processor import (
     EXIT_BUG,
@@ -132,6 +138,7 @@ def _run(
     publish_failures: int = 0,
     publish_error: Exception | None = None,
     clock: Clock | None = None,
+    metrics: ShardMetrics | None = None,
 ) -> tuple[ScriptedDaemon, RecordingPublisher, list[int]]:
     daemon = ScriptedDaemon(messages, checkpoint_errors)
     publisher = RecordingPublisher(daemon, publish_failures, publish_error)
@@ -149,6 +156,7 @@ def _run(
         clock=clock or Clock(),
         sleep=lambda _: None,
         exit=exit_,
+        metrics=metrics,
     )
     errors = io.StringIO()
     process = kcl.KCLProcess(record_processor, input_file=daemon, output_file=daemon, error_file=errors)
@@ -350,3 +358,150 @@ def test_a_bug_in_the_record_processor_ends_the_process_instead_of_being_swallow
 def test_any_return_but_false_means_processed(returned: object) -> None:
     _, publisher, _ = _run([INITIALIZE, PLAIN, SHUTDOWN_REQUESTED], function=lambda _record: returned)
     assert publisher.published == _pairs(PLAIN, skip_every=0)
+
+
+# -- metrics ---------------------------------------------------------------------------------------------------------
+
+TOPIC = "arn:aws:sns:eu-west-1:123456789012:processed"
+
+
+class ScriptedSns:
+    """An SNS client answering PublishBatch from a script: "error" (raises, as botocore does), "partial" (SNS
+    accepts no entry, a server-side failure the publisher retries), then "ok" for good."""
+
+    def __init__(self, script: Iterable[str] = ()) -> None:
+        self._script = list(script)
+
+    def publish_batch(self, TopicArn: str, PublishBatchRequestEntries: list[dict[str, Any]]) -> dict[str, Any]:
+        step = self._script.pop(0) if self._script else "ok"
+        if step == "error":
+            raise ClientError({"Error": {"Code": "Throttling", "Message": "Rate exceeded"}}, "PublishBatch")
+        ids = [entry["Id"] for entry in PublishBatchRequestEntries]
+        if step == "partial":
+            failed = [{"Id": i, "Code": "InternalError", "SenderFault": False, "Message": "try again"} for i in ids]
+            return {"Successful": [], "Failed": failed}
+        return {"Successful": [{"Id": i, "MessageId": f"m-{i}"} for i in ids], "Failed": []}
+
+
+class ObservedDaemon(ScriptedDaemon):
+    """Advances the clock a second per message, and notes the checkpoint lag gauge before handing out the next
+    message (the record processor has finished with the previous one by then)."""
+
+    def __init__(self, messages: Iterable[dict[str, Any]], metrics: ShardMetrics, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(messages, **kwargs)
+        self._metrics = metrics
+        self._clock = clock
+        self.lags: list[float | None] = []
+
+    def readline(self) -> str:
+        if self._awaiting_checkpoint_answer is None:  # the next message, not the answer to a checkpoint
+            self.lags.append(value(self._metrics, m.CHECKPOINT_LAG))
+            self._clock.now += 1
+        return super().readline()
+
+
+def value(metrics: ShardMetrics, name: str, **labels: str) -> float | None:
+    return metrics.registry.get_sample_value(name, {"stream": "orders", "shard_id": SHARD, **labels})
+
+
+def counts(metrics: ShardMetrics) -> dict[str, float | None]:
+    found = {outcome: value(metrics, f"{m.RECORDS}_total", outcome=outcome) for outcome in m.OUTCOMES}
+    for name in (m.RECORDS_PUBLISHED, m.EVENTS_PUBLISHED, m.PUBLISH_REQUESTS, m.PUBLISH_REQUESTS_FAILED):
+        found[name.removeprefix(m.PREFIX)] = value(metrics, f"{name}_total")
+    found["publish_errors"] = value(metrics, f"{m.PUBLISH_ERRORS}_total")
+    found["checkpoints"] = value(metrics, f"{m.CHECKPOINTS}_total")
+    return found
+
+
+def _observed_run(
+    messages: list[dict[str, Any]],
+    sns: ScriptedSns,
+    *,
+    flush_seconds: float,
+    checkpoint_errors: Iterable[str | None] = (),
+    attempts: int = 5,
+) -> tuple[ObservedDaemon, ShardMetrics, list[int]]:
+    """The record processor with the real publisher over ``sns``, metrics in a registry of their own."""
+    metrics = ShardMetrics("orders", registry=CollectorRegistry())
+    clock = Clock()
+    daemon = ObservedDaemon(messages, metrics, clock, checkpoint_errors=checkpoint_errors)
+    publisher = EventPublisher(CountedSns(sns, metrics), TOPIC, "worker-1", attempts=attempts, sleep=lambda _: None)
+    exits: list[int] = []
+
+    def exit_(code: int) -> None:
+        exits.append(code)
+        raise Exited(code)
+
+    record_processor = StreamwreckRecordProcessor(
+        "orders",
+        publisher,
+        demo_rule(5),
+        progress=ShardProgress(4000, flush_seconds),
+        clock=clock,
+        sleep=lambda _: None,
+        exit=exit_,
+        metrics=metrics,
+    )
+    with contextlib.suppress(Exited):
+        kcl.KCLProcess(record_processor, input_file=daemon, output_file=daemon, error_file=io.StringIO()).run()
+    return daemon, metrics, exits
+
+
+def test_metrics_count_records_publishes_and_checkpoints_and_the_lag_returns_to_zero() -> None:
+    messages = [INITIALIZE, PLAIN, DEAGGREGATED, EMPTY, EMPTY]
+    daemon, metrics, exits = _observed_run(messages, ScriptedSns(["error", "partial"]), flush_seconds=2.5)
+    assert exits == []
+    processed = len(_pairs(PLAIN)) + len(_pairs(DEAGGREGATED))
+    read = len(PLAIN["records"]) + len(DEAGGREGATED["records"])
+    assert counts(metrics) == {
+        "processed": processed,
+        "skipped": read - processed,  # the demo rule's: every sequence number divisible by 5
+        "failed": 0,
+        "records_published": processed,
+        "events_published": 1,  # 9 records fit one event
+        "publish_requests": 3,  # an error, a request SNS accepted nothing of, then the one that went through
+        "publish_requests_failed": 2,
+        "publish_errors": 0,
+        "checkpoints": 1,
+    }
+    assert daemon.checkpoints == [_last(DEAGGREGATED)]
+    # Before each next message, at one message a second: none pending after initialize; the first batch just read;
+    # it waits 1 s, then 2 s (below the 2.5 s flush interval); then it is published and checkpointed: 0.
+    assert daemon.lags == [None, 0, 0, 1, 2, 0]
+    assert value(metrics, m.BEHIND_LATEST) == 0
+
+
+def test_metrics_count_a_publish_given_up_and_no_checkpoint() -> None:
+    sns = ScriptedSns(["error", "error", "error"])
+    daemon, metrics, exits = _observed_run([INITIALIZE, PLAIN, EMPTY], sns, flush_seconds=0, attempts=3)
+    assert exits == [EXIT_UNPUBLISHED]
+    found = counts(metrics)
+    assert (found["publish_requests"], found["publish_requests_failed"], found["publish_errors"]) == (3, 3, 1)
+    assert found["records_published"] == found["events_published"] == found["checkpoints"] == 0
+    assert daemon.checkpoints == []
+
+
+def test_the_lag_keeps_growing_after_a_refused_checkpoint_until_one_is_stored() -> None:
+    messages = [INITIALIZE, PLAIN, EMPTY, EMPTY, DEAGGREGATED, EMPTY]
+    daemon, metrics, _ = _observed_run(
+        messages, ScriptedSns(), flush_seconds=0, checkpoint_errors=["InvalidStateException"]
+    )
+    assert daemon.checkpoints == [_last(PLAIN), _last(DEAGGREGATED)]
+    assert counts(metrics)["checkpoints"] == 1  # only the stored one
+    # PLAIN is published at once but its checkpoint is refused: its records stay unchecked, 1 s, 2 s old, until
+    # DEAGGREGATED's checkpoint covers them too
+    assert daemon.lags == [None, 0, 0, 1, 2, 0, 0]
+
+
+def test_metrics_count_failed_records_and_a_publish_lost_with_the_lease() -> None:
+    def function(record: Record) -> bool:
+        if record.sequence_number == PLAIN["records"][0]["sequenceNumber"]:
+            raise ValueError("bad record")
+        return True
+
+    metrics = ShardMetrics("orders", registry=CollectorRegistry())
+    _, _, exits = _run([INITIALIZE, PLAIN, LEASE_LOST], function=function, publish_failures=1, metrics=metrics)
+    assert exits == []
+    found = counts(metrics)
+    assert (found["processed"], found["skipped"], found["failed"]) == (len(PLAIN["records"]) - 1, 0, 1)
+    assert (found["publish_errors"], found["records_published"], found["checkpoints"]) == (1, 0, 0)
