@@ -5,7 +5,10 @@ to the topic.
 - One daemon run: a 2-shard stream of plain and KPL-aggregated records -> exactly the expected records are reported
   (all but the demo rule's skips, sub-sequence numbers included) and the lease table holds each shard's last record
   as its checkpoint; then a shard is split: the parent is finished (SHARD_END) and its children are processed after
-  it. (The consumer runs before the split, as in a real deployment: see ../shared/EMULATORS.md.)
+  it. (The consumer runs before the split, as in a real deployment: see ../shared/EMULATORS.md.) The launcher's
+  Prometheus metrics, merged across the record processors, count every record written on its shard as processed
+  or skipped, and the checkpoint lag rises while records are held and is 0 once they are checkpointed; a second
+  launcher on the same metrics port stops with a one-line configuration error.
 - A publish outage: SNS is reached through a proxy that is closed mid-run. The daemon exits non-zero; no checkpoint
   passes an unpublished record; a restart (what the orchestrator does) reports every processed record.
 
@@ -21,6 +24,7 @@ import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -31,9 +35,11 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
 from helpers import STREAMWRECK, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from streamwreck.core.aws import wait_stream_active
 from streamwreck.core.errors import WaitTimeout
@@ -41,6 +47,7 @@ from streamwreck.core.events import ProcessedEvent, parse_body
 from streamwreck.core.records import RecordId
 from streamwreck.local import processes
 from streamwreck.local.processes import Service
+from streamwreck.processor import metrics as m
 
 # Each test waits on the daemon several times (first leases, a restart, graceful shutdown): 60-110 s here, so a
 # loaded 2-core machine can pass the suite's 300 s default without anything being wrong.
@@ -258,6 +265,44 @@ def start_daemon(aws_env: dict[str, str], server_logs: Path) -> Iterator[Callabl
         daemon.service.stop(timeout=15)
 
 
+# -- the processor's metrics ----------------------------------------------------------------------------------------
+
+
+def scrape(port: int, stream: str) -> dict[tuple[str, str], float]:
+    """The launcher's /metrics for one stream: (sample name[:outcome], shard id) -> value."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    return {
+        (":".join(filter(None, (sample.name, sample.labels.get("outcome")))), sample.labels["shard_id"]): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.labels.get("stream") == stream
+    }
+
+
+def counted_as_written(port: int, stream: str, records: list[RecordId]) -> dict[tuple[str, str], float] | None:
+    """The metrics once every shard's records are all counted (processed or skipped) and no shard's lag is above 0
+    (an exited record processor's lag is gone from them); else None."""
+    figures = scrape(port, stream)
+    written = Counter(record.shard_id for record in records)
+    handled = {s: sum(figures.get((f"{m.RECORDS}_total:{o}", s), 0) for o in m.OUTCOMES) for s in written}
+    lags = [value for (name, _), value in figures.items() if name == m.CHECKPOINT_LAG]
+    return figures if handled == dict(written) and lags and not any(lags) else None
+
+
+def assert_counts(figures: dict[tuple[str, str], float], records: list[RecordId]) -> None:
+    """Each shard: processed + skipped = the records written, skipped = the demo rule's, all processed published."""
+    for shard, written in Counter(record.shard_id for record in records).items():
+        skipped = sum(1 for r in records if r.shard_id == shard and int(r.sequence_number) % SKIP_EVERY == 0)
+        assert figures[(f"{m.RECORDS}_total:skipped", shard)] == skipped, shard
+        assert figures[(f"{m.RECORDS}_total:processed", shard)] == written - skipped, shard
+        assert figures[(f"{m.RECORDS}_total:failed", shard)] == 0, shard
+        assert figures[(f"{m.RECORDS_PUBLISHED}_total", shard)] == written - skipped, shard
+        assert figures[(f"{m.CHECKPOINTS}_total", shard)] >= 1, shard
+        assert figures[(f"{m.PUBLISH_REQUESTS}_total", shard)] >= 1, shard
+        assert figures[(f"{m.PUBLISH_REQUESTS_FAILED}_total", shard)] == 0, shard
+        assert figures[(f"{m.PUBLISH_ERRORS}_total", shard)] == 0, shard
+
+
 def report(name: str, figures: dict[str, Any]) -> None:
     print(f"\n[processor figures] {name}: " + ", ".join(f"{k}={v}" for k, v in figures.items()))
 
@@ -281,6 +326,7 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
     want = expected(first)
     assert 0 < len(want) < len(first)  # the demo rule skips some
 
+    metrics_port = processes.free_port()
     daemon = start_daemon(
         "main",
         STREAMWRECK_STREAM_NAME=unique,
@@ -291,6 +337,7 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
         # default 2 s time flush a busy machine could publish them first. (The split's records, too few for a size
         # flush, wait for this interval as well.)
         STREAMWRECK_PUBLISH_FLUSH_SECONDS=str(HOLD_SECONDS),
+        STREAMWRECK_PROCESSOR_METRICS_PORT=str(metrics_port),
     )
     wait_for(lambda: queue.has_all(want), 150, "the first records' events", daemon.service)
     assert queue.first_at is not None
@@ -299,6 +346,24 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
     assert queue.records() == want
     ends = last_positions(first)
     wait_for(lambda: all(checkpoints(unique).get(s) == ends[s] for s in ends), 30, "checkpoints at the last records")
+    figures = wait_for(
+        lambda: counted_as_written(metrics_port, unique, first), 30, "the metrics: all counted, lag 0", daemon.service
+    )
+    assert_counts(figures, first)
+    assert all(figures[(m.BEHIND_LATEST, shard)] >= 0 for shard in ends)  # reported by the KCL on every delivery
+    # The port is taken: a second launcher says so in one line, before it starts anything.
+    taken = subprocess.run(
+        [STREAMWRECK, "processor", "--stream", unique, "--application", unique, "--topic-arn", topic_arn],
+        env={**os.environ, "STREAMWRECK_PROCESSOR_METRICS_PORT": str(metrics_port)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (taken.returncode, taken.stderr.strip().splitlines()[-1]) == (
+        2,
+        f"streamwreck processor: configuration error: cannot serve metrics on 127.0.0.1:{metrics_port}: "
+        "Address already in use",
+    )
     assert {event.worker_id for event in queue.events} == {"worker-main"}
     bulk_records, bulk_requests, bulk_per_thousand = sns_requests_per_thousand(daemon)
     assert bulk_records == sum(want.values())
@@ -322,6 +387,11 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
     # the parent is finished, each child checkpointed at its last record, and every other shard too
     ends: dict[str, tuple[str, int]] = {**last_positions(everything), parent: ("SHARD_END", 0)}
     wait_for(lambda: all(checkpoints(unique).get(s) == ends[s] for s in ends), 30, "the final checkpoints")
+    # the parent's record processor has ended (shard end): its counts stay in the launcher's merge
+    figures = wait_for(
+        lambda: counted_as_written(metrics_port, unique, everything), 30, "the metrics after the split", daemon.service
+    )
+    assert_counts(figures, everything)
     table = leases(unique)
     assert table[parent]["children"] == sorted(children)
     assert all(table[child]["parents"] == [parent] for child in children)
@@ -337,6 +407,9 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
     last = stream.put_plain(50, "d", partition_key="one-key")
     shard = last[0].shard_id
     wait_for(lambda: received(daemon, shard, earlier) == len(last), 30, "the last records to reach their processor")
+    # held (below the flush size, within HOLD_SECONDS): not checkpointed, so the lag rises above 0
+    lag = (m.CHECKPOINT_LAG, shard)
+    wait_for(lambda: scrape(metrics_port, unique).get(lag, 0) > 0, 10, "the held records' lag", daemon.service)
     os.kill(daemon.service.pid, signal.SIGTERM)
     assert daemon.exit_code(timeout=60) == 0
     queue.poll()
