@@ -7,24 +7,29 @@ One run, one consumer, in steps that share its start-up (each KCL application ta
 
 1. the demo rule running: the watcher reports exactly the skipped records as lost, none else, each within
    grace + 30 s of its arrival (p50 / p99 printed with ``-s``), and its counters say the same;
-2. the consumer stops (SIGSTOP) while records arrive: they are held, none reported lost past the grace period;
+2. the consumer stops (SIGSTOP) while records arrive: they are held, none reported lost past the grace period, and
+   no more than ``--max-held`` per shard (plus the batch that crossed it): the watcher stops reading a full shard;
    it resumes (SIGCONT): they are judged, only the skipped reported;
 3. the watcher stops (SIGTERM) and starts again: it resumes from its checkpoint (reads only what came after, give
    or take the last few seconds' records) and reports the new skipped records.
 
-Then two watcher processes of one application share the shards (KCL 3 places leases by load: idle, one may hold
-them all); the one holding leases is SIGKILLed mid-stream, the other takes its leases over and every skipped record
-is still reported, none else; a shard is split while it watches, and the children's skipped records are reported
-too (the last test: kinesis-local cannot start a new application at TRIM_HORIZON on a resharded stream, see
-../shared/EMULATORS.md).
+Then two watcher processes of one application share the shards (KCL 3 places leases by throughput when worker
+metrics are off, as against emulators: records flow until each watcher holds some); the one that is not the KCL's
+leader is SIGKILLed mid-stream, the other takes its leases over and every skipped record is still reported, none
+else; a shard is split, and its children merged again, while it watches, and the skipped records of the children
+and of the merged shard are reported too (the last test: kinesis-local cannot start a new application at
+TRIM_HORIZON on a resharded stream, see ../shared/EMULATORS.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -37,8 +42,9 @@ import httpx
 import pytest
 from helpers import STREAMWRECK, wait_until
 
-from streamwreck.core.aws import wait_stream_active
-from streamwreck.core.errors import WaitTimeout
+from streamwreck.checker.leases import lease_shard, read_leases
+from streamwreck.core.aws import error_code, wait_stream_active
+from streamwreck.core.errors import AwsError, WaitTimeout
 from streamwreck.local import groups, processes
 from streamwreck.local.processes import Service
 from streamwreck.processor.processor import skipped_by_demo_rule
@@ -48,6 +54,9 @@ pytestmark = [pytest.mark.kcl, pytest.mark.timeout(600)]
 SKIP_EVERY = 5
 SHARDS = 4
 GRACE = 10.0
+MAX_HELD = 50  # the first watcher's --max-held: per shard
+SHARE = 150  # seconds for records flowing to make KCL 3 give the second watcher leases (15-75 s measured)
+TAKEOVER = 240  # a killed non-leader's leases expire in seconds; a killed leader's lock lasts 2 minutes
 Key = tuple[str, str, int]
 
 
@@ -60,6 +69,7 @@ class Pipeline:
     logs: Path
     env: dict[str, str]
     written: list[Key] = field(default_factory=list)  # every record this module wrote to the stream
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def put(self, count: int, prefix: str) -> list[Key]:
         written: list[Key] = []
@@ -71,8 +81,51 @@ class Pipeline:
             response = self.kinesis.put_records(StreamName=self.stream, Records=entries)
             assert response.get("FailedRecordCount", 0) == 0
             written += [(r["ShardId"], r["SequenceNumber"], 0) for r in response["Records"]]
-        self.written += written
+        with self._lock:
+            self.written += written
         return written
+
+    def owners(self, application: str) -> dict[str, str]:
+        """{shard id: KCL worker} of an application's lease table (the shards of this stream that have an owner)."""
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=self.env["AWS_ENDPOINT_URL"],
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        found: dict[str, str] = {}
+        try:
+            items = read_leases(dynamodb, application)
+        except AwsError as exc:
+            if error_code(exc.__cause__ or exc) == "ResourceNotFoundException":  # the KCL creates it as it starts
+                return found
+            raise
+        for item in items:
+            shard = lease_shard(item.get("leaseKey", {}).get("S", ""), self.stream)
+            owner = item.get("leaseOwner", {}).get("S")
+            if shard is not None and owner:
+                found[shard] = owner
+        return found
+
+    @contextlib.contextmanager
+    def flowing(self, prefix: str, per_put: int = 40, every: float = 0.5) -> Iterator[None]:
+        """Records written in the background (``per_put`` every ``every`` seconds) while the block runs."""
+        stop = threading.Event()
+
+        def write() -> None:
+            n = 0
+            while not stop.wait(every):
+                self.put(per_put, f"{prefix}{n}")
+                n += 1
+
+        writer = threading.Thread(target=write, name=f"flow-{prefix}", daemon=True)
+        writer.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            writer.join(timeout=30)
 
 
 def skipped(keys: list[Key]) -> set[Key]:
@@ -112,6 +165,15 @@ class Watcher:
                 name = "status:" + name_labels.split('status="', 1)[1].split('"', 1)[0]
             sums[name] = sums.get(name, 0.0) + float(value)
         return sums
+
+    def per_shard(self, name: str) -> dict[str, float]:
+        """One metric's value on each shard."""
+        values: dict[str, float] = {}
+        for line in httpx.get(f"{self.metrics_url}/metrics", timeout=10).text.splitlines():
+            if line.startswith(f"{name}{{"):
+                shard = line.split('shard_id="')[1].split('"')[0]
+                values[shard] = values.get(shard, 0.0) + float(line.rsplit(" ", 1)[1])
+        return values
 
     def shards_seen(self) -> int:
         text = httpx.get(f"{self.metrics_url}/metrics", timeout=10).text
@@ -234,7 +296,7 @@ def test_the_watcher_reports_exactly_the_skipped_records_holds_for_a_stopped_con
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     export = tmp_path / "lost.jsonl"
-    watcher = start_watcher(pipeline, export, "watcher-1")
+    watcher = start_watcher(pipeline, export, "watcher-1", "--max-held", str(MAX_HELD))
     consumer = pipeline.consumer
     try:
         # 1. The demo rule running; the records are written once both applications hold every shard.
@@ -276,17 +338,37 @@ def test_the_watcher_reports_exactly_the_skipped_records_holds_for_a_stopped_con
         for pid in members:
             os.kill(pid, signal.SIGSTOP)
         try:
-            second = pipeline.put(300, "b")
+            # Written a put at a time, each read before the next (or its shard full): a batch the KCL delivers holds
+            # one put's records at most, so the watcher holds at most MAX_HELD - 1 + one put on any shard.
+            read, held = "streamwreck_watch_records_read_total", "streamwreck_watch_held_records"
+            before = watcher.per_shard(read)
+            second: list[Key] = []
+            largest: dict[str, int] = {}  # shard -> the most records one put wrote to it
+            for n in range(12):
+                batch = pipeline.put(25, f"b{n}")
+                second += batch
+                for shard in {key[0] for key in batch}:
+                    largest[shard] = max(largest.get(shard, 0), sum(1 for key in batch if key[0] == shard))
+                written = {shard: sum(1 for key in second if key[0] == shard) for shard in largest}
+
+                def read_or_full(written: dict[str, int] = written) -> bool:
+                    reads, holds = watcher.per_shard(read), watcher.per_shard(held)
+                    return all(
+                        reads.get(shard, 0) - before.get(shard, 0) >= count or holds.get(shard, 0) >= MAX_HELD
+                        for shard, count in written.items()
+                    )
+
+                wait_for(read_or_full, 60, f"put {n} read, or its shards full", watcher.service)
             written_at = time.time()
             wait_for(
-                lambda: (
-                    watcher.metrics().get("streamwreck_watch_held_records", 0) >= len(second)
-                    and time.time() > written_at + GRACE + 5
-                ),
+                lambda: time.time() > written_at + GRACE + 5 and watcher.metrics().get(held, 0) > 0,
                 90,
                 "records held past the grace period",
                 watcher.service,
             )
+            holding = watcher.per_shard(held)
+            assert sum(holding.values()) < len(second), "the watcher read every record: --max-held did not stop it"
+            assert all(count <= MAX_HELD - 1 + largest[shard] for shard, count in holding.items()), (holding, largest)
             assert not set(watcher.lost()) & set(second)
         finally:
             for pid in members:
@@ -322,40 +404,72 @@ def test_the_watcher_reports_exactly_the_skipped_records_holds_for_a_stopped_con
         again.service.stop(timeout=30)
 
 
-def test_two_watchers_share_the_shards_one_is_killed_the_other_takes_over_and_follows_a_split(
+def kcl_leader(*watchers: Watcher) -> str | None:
+    """The worker the watchers' KCL logs last named their leader."""
+    found: list[tuple[str, str]] = []
+    for watcher in watchers:
+        for line in watcher.service.log_path.read_text(errors="replace").splitlines():
+            match = re.search(r"Worker : (\S+) is (?:the current|new) leader", line)
+            if match:
+                found.append((line[:23], match.group(1)))
+    return max(found)[1] if found else None
+
+
+def test_two_watchers_share_the_shards_one_is_killed_the_other_takes_over_and_follows_a_split_and_a_merge(
     pipeline: Pipeline, tmp_path: Path
 ) -> None:
     export = tmp_path / "lost.jsonl"  # both append to one file, as tasks sharing a volume would
     # From TRIM_HORIZON (the default): a lease taken over before its first checkpoint starts where the application
     # starts; at LATEST the survivor would begin at the tip and skip what the killed watcher had not judged.
-    pair = ("--application", f"{pipeline.stream}-pair")
+    application = f"{pipeline.stream}-pair"
+    pair = ("--application", application)
     first = start_watcher(pipeline, export, "pair-1", *pair, "--worker-id", "pair-1")
     second = start_watcher(pipeline, export, "pair-2", *pair, "--worker-id", "pair-2")
+    watchers = {"pair-1": first, "pair-2": second}
     try:
-        # KCL 3 places leases by the workers' load: two idle watchers need not split them; one may take all.
         wait_for(
-            lambda: first.shards_seen() + second.shards_seen() == SHARDS,
+            lambda: len(pipeline.owners(application)) == SHARDS,
             180,
             "every shard leased by one of the watchers",
             first.service,
             second.service,
         )
-        victim, survivor = (first, second) if first.shards_seen() else (second, first)
-        pipeline.put(400, "d")
-        read = "streamwreck_watch_records_read_total"
-        wait_for(lambda: victim.metrics().get(read, 0) > 0, 60, "the watcher to be killed reading", victim.service)
-        os.killpg(victim.service.pid, signal.SIGKILL)  # the JVM and its record processors, no goodbye
-        assert victim.service.process is not None
-        victim.service.process.wait(timeout=30)
-        pipeline.put(400, "e")
+        # KCL 3 balances the leases on their throughput (worker metrics are off against emulators): idle, one watcher
+        # may hold them all; records must flow for the other to be given some.
+        with pipeline.flowing("d"):
+            wait_for(
+                lambda: set(pipeline.owners(application).values()) == set(watchers),
+                SHARE,
+                "the two watchers to share the shards",
+                first.service,
+                second.service,
+            )
+            shared = pipeline.owners(application)
+            print(f"\n[watch figures] leases shared: {shared}")
+            # The one that is not the KCL's leader is killed: the leader takes its leases over once they expire
+            # (a killed leader's shards would wait about 2 minutes for its lock; test_faults.py measures that).
+            leader = kcl_leader(first, second)
+            survivor_id, victim_id = ("pair-2", "pair-1") if leader == "pair-2" else ("pair-1", "pair-2")
+            victim, survivor = watchers[victim_id], watchers[survivor_id]
+            read = "streamwreck_watch_records_read_total"
+            wait_for(lambda: victim.metrics().get(read, 0) > 0, 60, "the watcher to be killed reading", victim.service)
+            os.killpg(victim.service.pid, signal.SIGKILL)  # the JVM and its record processors, no goodbye
+            assert victim.service.process is not None
+            victim.service.process.wait(timeout=30)
+            killed_at = time.monotonic()
+            wait_for(
+                lambda: set(pipeline.owners(application).values()) == {survivor_id},
+                TAKEOVER,
+                f"{survivor_id} to take over the leases of {victim_id}",
+                survivor.service,
+            )
+            took = time.monotonic() - killed_at
+            print(f"[watch figures] leader {leader}; {victim_id} SIGKILLed; its leases taken over after {took:.0f}s")
         want = skipped(pipeline.written)  # every record of the stream: this application starts at TRIM_HORIZON
-        # The killed watcher was most likely the KCL 3 leader (it assigned itself the leases): its leader lock must
-        # expire (about 2 minutes) before the survivor assigns itself the leases.
         wait_for(
-            lambda: set(survivor.lost()) >= want, 300, "every skipped record reported after the kill", survivor.service
+            lambda: set(survivor.lost()) >= want, 150, "every skipped record reported after the kill", survivor.service
         )
         assert set(survivor.lost()) == want
-        assert survivor.shards_seen() == SHARDS  # it holds the killed watcher's shards
 
         # A split while watching: the parent is finished first, then its children are watched.
         parent = "shardId-000000000000"
@@ -366,10 +480,21 @@ def test_two_watchers_share_the_shards_one_is_killed_the_other_takes_over_and_fo
         )
         wait_stream_active(pipeline.kinesis, pipeline.stream)
         split = pipeline.put(400, "f")
-        children = {shard for shard, _, _ in split} - set(shards)
+        children = sorted({shard for shard, _, _ in split} - set(shards))
         assert len(children) == 2
         want = skipped(pipeline.written)
         wait_for(lambda: set(survivor.lost()) >= want, 150, "the children's skipped records reported", survivor.service)
+        assert set(survivor.lost()) == want
+
+        # And a merge of the two children: both are finished before the merged shard is watched.
+        pipeline.kinesis.merge_shards(
+            StreamName=pipeline.stream, ShardToMerge=children[0], AdjacentShardToMerge=children[1]
+        )
+        wait_stream_active(pipeline.kinesis, pipeline.stream)
+        merged = pipeline.put(400, "g")
+        assert {shard for shard, _, _ in merged} - set(shards) - set(children), "no record reached the merged shard"
+        want = skipped(pipeline.written)
+        wait_for(lambda: set(survivor.lost()) >= want, 150, "the merged shard's skipped records", survivor.service)
         assert set(survivor.lost()) == want
     finally:
         for watcher in (first, second):
