@@ -241,7 +241,8 @@ def _status(args: argparse.Namespace) -> int:
         health = "running" if summary["running"] else "NOT running (some parts died: see their logs)"
         print(f"local stack in {args.dir}: {health}, started {state.started_at}")
         for name, part in summary["parts"].items():
-            print(f"  {name:<14} {'alive' if part['alive'] else 'DEAD '}  pid {part['pid']:<7} {part['log']}")
+            metrics = f"  metrics {part['metrics_url']}" if part["metrics_url"] else ""
+            print(f"  {name:<14} {'alive' if part['alive'] else 'DEAD '}  pid {part['pid']:<7} {part['log']}{metrics}")
         keys = ["api_url", "kinesis_endpoint_url", "aws_endpoint_url", "memcached", "stream", "kcl_application"]
         keys += [key for key in ("watch_metrics_url", "lost_records_file") if summary[key]]
         for key in keys:

@@ -101,13 +101,15 @@ def watch_argv(state: StackState, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def recorder_for(state: StackState, url: str | None = None, replacing: Part | None = None) -> processes.OnStarted:
+def recorder_for(
+    state: StackState, url: str | None = None, replacing: Part | None = None, metrics_url: str | None = None
+) -> processes.OnStarted:
     """An ``on_started`` that writes a spawned process to the state file (before it answers: whatever happens
     next, down finds it), in the place of ``replacing`` if given."""
 
     def record(service: Service) -> None:
         where = url or (f"{HOST}:{service.port}" if service.name == "memcached" else service.url)
-        part = Part(service.name, service.pid, service.started, str(service.log_path), where)
+        part = Part(service.name, service.pid, service.started, str(service.log_path), where, metrics_url)
         with _state_lock:
             if replacing is not None and replacing in state.parts:
                 state.parts[state.parts.index(replacing)] = part
@@ -116,6 +118,11 @@ def recorder_for(state: StackState, url: str | None = None, replacing: Part | No
             save(state)
 
     return record
+
+
+def _metrics_env(service: str, port: int) -> dict[str, str]:
+    """The recorder's or the processor's Prometheus metrics on ``port`` of 127.0.0.1."""
+    return {f"STREAMWRECK_{service}_METRICS_PORT": str(port), f"STREAMWRECK_{service}_METRICS_HOST": HOST}
 
 
 def is_processor(name: str) -> bool:
@@ -141,13 +148,15 @@ def start_service(
     /healthz answers (it asks the API first: start it after the API)."""
     logs = state.logs
     if is_processor(name):
-        env = {**env, "STREAMWRECK_WORKER_ID": worker_id(name)}
+        metrics = processes.free_port()
+        env = {**env, "STREAMWRECK_WORKER_ID": worker_id(name), **_metrics_env("PROCESSOR", metrics)}
         application = f"KCL application {state.kcl_application}, worker {worker_id(name)}"
         argv = clean_env_argv(streamwreck_argv("processor"), env)
-        return processes.launch(
-            name, argv, logs, 0, lambda: True, env=env, on_started=recorder_for(state, application, replacing)
-        )
+        started = recorder_for(state, application, replacing, f"http://{HOST}:{metrics}/metrics")
+        return processes.launch(name, argv, logs, 0, lambda: True, env=env, on_started=started)
     if name == "recorder":
+        metrics = processes.free_port()
+        env = {**env, **_metrics_env("RECORDER", metrics)}
         return processes.launch(
             name,
             clean_env_argv(streamwreck_argv("recorder"), env),
@@ -156,7 +165,7 @@ def start_service(
             processes.log_marker(logs / "recorder.log", "recorder_started"),
             env=env,
             timeout=60,
-            on_started=recorder_for(state, state.queue_url, replacing),
+            on_started=recorder_for(state, state.queue_url, replacing, f"http://{HOST}:{metrics}/metrics"),
         )
     if name == "api":
         port = port or processes.free_port()
@@ -169,7 +178,7 @@ def start_service(
             lambda: processes.http_ready(f"http://{HOST}:{port}/readyz", ok_only=True),
             env=api_env,
             timeout=60,
-            on_started=recorder_for(state, replacing=replacing),
+            on_started=recorder_for(state, replacing=replacing, metrics_url=f"http://{HOST}:{port}/metrics"),
         )
     if name == WATCH:
         port = port or processes.free_port()
@@ -182,7 +191,7 @@ def start_service(
             lambda: processes.http_ready(f"{url}/healthz"),
             env=env,
             timeout=60,
-            on_started=recorder_for(state, url, replacing),
+            on_started=recorder_for(state, url, replacing, f"{url}/metrics"),
         )
     raise StartError(f"no service named {name!r}")
 

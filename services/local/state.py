@@ -37,6 +37,7 @@ class Part:
     started: int | None  # groups.start_time: with the pid, tells our process from a reused pid
     log: str
     url: str | None = None
+    metrics_url: str | None = None  # its Prometheus metrics
 
     def alive(self) -> bool:
         return groups.alive(self.pid, self.started)
@@ -140,7 +141,13 @@ class StackState:
             "ready": self.ready,
             "running": all(alive.values()) and bool(self.parts),
             "parts": {
-                part.name: {"alive": alive[part.name], "pid": part.pid, "url": part.url, "log": part.log}
+                part.name: {
+                    "alive": alive[part.name],
+                    "pid": part.pid,
+                    "url": part.url,
+                    "log": part.log,
+                    "metrics_url": part.metrics_url,
+                }
                 for part in self.parts
             },
         }

@@ -86,6 +86,24 @@ def test_status_reports_the_endpoints_and_every_part_alive(clean_stack: LocalSta
     assert document["lost_records_file"] == str(clean_stack.dir.resolve() / "lost.jsonl")
     text = clean_stack.run("local", "status", "--dir", str(clean_stack.dir))
     assert f"watch_metrics_url     {document['watch_metrics_url']}" in text.stdout
+    # Every service's Prometheus metrics, each at the URL status gives (the first test's records counted).
+    families = {
+        "api": "streamwreck_api_records_checked_total",
+        "recorder": "streamwreck_recorder_records_stored_total",
+        "processor": "streamwreck_processor_records_total",
+        "watch": "streamwreck_watch_records_total",
+    }
+    for name, family in families.items():
+        url = document["parts"][name]["metrics_url"]
+        with urllib.request.urlopen(url, timeout=10) as response:
+            samples = [
+                sample
+                for metric in text_string_to_metric_families(response.read().decode())
+                for sample in metric.samples
+                if sample.name == family
+            ]
+        assert sum(sample.value for sample in samples) > 0, (name, url)
+        assert f"metrics {url}" in text.stdout
 
 
 def test_the_watcher_restarts_on_its_port_and_resumes_from_its_checkpoint(clean_stack: LocalStack) -> None:

@@ -265,8 +265,11 @@ def test_the_emulators_that_keep_state_in_memory_cannot_be_restarted(tmp_path: P
 def test_the_watcher_audits_the_stacks_consumer_as_an_application_of_its_own(tmp_path: Path) -> None:
     stacked = stack_state(tmp_path)
     assert stacked.summary()["watch_metrics_url"] is None  # a stack started with --no-watch
-    stacked.parts.append(Part("watch", 2**22 + 2, 124, str(tmp_path / "logs" / "watch.log"), "http://127.0.0.1:9200"))
+    url = "http://127.0.0.1:9200"
+    stacked.parts.append(Part("watch", 2**22 + 2, 124, str(tmp_path / "logs" / "watch.log"), url, f"{url}/metrics"))
     summary = stacked.summary()
+    assert summary["parts"]["watch"]["metrics_url"] == summary["watch_metrics_url"]
+    assert summary["parts"]["memcached"]["metrics_url"] is None
     assert summary["watch_metrics_url"] == "http://127.0.0.1:9200/metrics"
     assert summary["lost_records_file"] == str(tmp_path / "lost.jsonl")
     assert summary["watch_application"] == "streamwreck-watch-demo"
