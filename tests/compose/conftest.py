@@ -77,32 +77,35 @@ def engine(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def stack(engine: dict[str, str]) -> Iterator[Stack]:
     """docker-compose.yml (with the host-network override) built and up, every long-running service healthy."""
-    ports = {"SW_LOCALSTACK_PORT": free_port(), "SW_MEMCACHED_PORT": free_port(), "SW_API_PORT": free_port()}
+    ports = {name: free_port() for name in ("SW_LOCALSTACK_PORT", "SW_MEMCACHED_PORT", "SW_API_PORT", "SW_WATCH_PORT")}
     env = {**engine, **{k: str(v) for k, v in ports.items()}}
     stack = Stack(env, f"streamwreck-ci-{os.getpid()}", ports)
-    config = stack.run("--profile", "tools", "config", "--quiet", timeout=60, what="docker compose config")
+    profiles = ("--profile", "tools", "--profile", "watch")  # the tools (producer, checker) and the watcher
+    config = stack.run(*profiles, "config", "--quiet", timeout=60, what="docker compose config")
     assert config.returncode == 0, f"docker-compose.yml with docker-compose.hostnet.yml: {tail(config)}"
     began = time.monotonic()
-    build = stack.run("--profile", "tools", "build", timeout=BUILD_TIMEOUT, what="docker compose build")
+    build = stack.run(*profiles, "build", timeout=BUILD_TIMEOUT, what="docker compose build")
     (LOGS / "build.log").write_text(build.stdout + build.stderr)
     assert build.returncode == 0, tail(build, 80)
     stack.timings["build"] = time.monotonic() - began
     try:
         began = time.monotonic()
-        # The README's `up --wait` (the images are built above): until every service is healthy, the init done.
+        # The README's `up --wait` (the images are built above): until every service is healthy, the init done;
+        # with the watcher (`--profile watch`), as the README's Docker section shows.
         wait = str(HEALTHY_TIMEOUT)
         up = stack.run(
-            "up", "--wait", "--wait-timeout", wait, "--no-build", timeout=UP_TIMEOUT, what="docker compose up"
-        )
+            "--profile", "watch", "up", "--wait", "--wait-timeout", wait, "--no-build",
+            timeout=UP_TIMEOUT, what="docker compose up",
+        )  # fmt: skip
         assert up.returncode == 0, f"{tail(up, 80)}\n(the containers' logs: build/compose/stack.log)"
-        stack.wait_healthy(["localstack", "memcached", "api", "recorder", "processor"], HEALTHY_TIMEOUT)
+        stack.wait_healthy(["localstack", "memcached", "api", "recorder", "processor", "watch"], HEALTHY_TIMEOUT)
         stack.timings["up"] = time.monotonic() - began
         yield stack
     finally:
-        logs = stack.run("logs", "--no-color", "--timestamps", timeout=120, what="docker compose logs")
+        logs = stack.run(*profiles, "logs", "--no-color", "--timestamps", timeout=120, what="docker compose logs")
         (LOGS / "stack.log").write_text(logs.stdout + logs.stderr)
         down = stack.run(
-            "--profile", "tools", "down", "--volumes", "--remove-orphans", "--timeout", "30",
+            *profiles, "down", "--volumes", "--remove-orphans", "--timeout", "30",
             timeout=DOWN_TIMEOUT, what="docker compose down",
         )  # fmt: skip
         assert down.returncode == 0, tail(down)

@@ -1,6 +1,7 @@
-"""The README's Docker section, run: the three images built from the real Dockerfiles, docker-compose.yml up
-(LocalStack, memcached, the init, api, recorder, processor), the producer writing 1,000 records, and the checker
-container naming as lost exactly the records the processor's demo rule skipped. Then `docker compose down`, and
+"""The README's Docker section, run: the images built from the real Dockerfiles, docker-compose.yml up (LocalStack,
+memcached, the init, api, recorder, processor, and the watcher of `--profile watch`), the producer writing 1,000
+records, the checker container naming as lost exactly the records the processor's demo rule skipped, and the
+watcher counting the same number lost as they arrive (its Prometheus metrics). Then `docker compose down`, and
 nothing of the stack is left. Containers share the host's network (docker-compose.hostnet.yml): all on 127.0.0.1.
 """
 
@@ -22,6 +23,7 @@ RECORDS = 1000  # the producer's default command
 SKIP_EVERY = 5  # docker-compose.yml's default STREAMWRECK_SKIP_EVERY
 CATCH_UP_TIMEOUT = 300
 CHECK_TIMEOUT = 180
+WATCH_TIMEOUT = 300  # the watcher's own KCL application starts beside the processor's: 30-60 s to its leases
 
 # (shard id, sequence number, sub-sequence number). The producer's default records are plain (not KPL-aggregated),
 # so each Kinesis record is one user record with sub-sequence number 0. Written out here rather than imported, so
@@ -81,6 +83,17 @@ def wait_for_ledger(stack: Stack, records: list[Record]) -> None:
             time.sleep(1)
 
 
+def watched(stack: Stack) -> dict[str, float]:
+    """The watcher's records_total by status, summed over shards (its /metrics)."""
+    text = httpx.get(f"http://127.0.0.1:{stack.ports['SW_WATCH_PORT']}/metrics", timeout=10).text
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("streamwreck_watch_records_total{"):
+            status = line.split('status="', 1)[1].split('"', 1)[0]
+            counts[status] = counts.get(status, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 def check(stack: Stack) -> tuple[int, dict[str, Any]]:
     """The README's `docker compose run --rm checker`, with a JSON report on stdout and no grace period (the ledger
     has caught up: a record missing now is missing for good)."""
@@ -123,5 +136,13 @@ def test_compose_up_names_exactly_the_records_the_demo_rule_skipped(stack: Stack
     assert report["counts"]["checked"] == RECORDS
     assert report["verdict"] == "gaps"
     assert code == 1
+
+    # The watcher (docker compose --profile watch) judged every record as the processor's checkpoint passed it.
+    deadline = time.monotonic() + WATCH_TIMEOUT
+    while sum((counts := watched(stack)).values()) < RECORDS and time.monotonic() < deadline:
+        time.sleep(2)
+    assert counts.get("lost", 0) == len(skipped), counts
+    assert counts.get("processed", 0) + counts.get("duplicate", 0) == RECORDS - len(skipped), counts
+    assert counts.get("unknown", 0) == 0, counts
     stack.timings["pipeline"] = time.monotonic() - began
     print(f"compose timings (s): {json.dumps({k: round(v) for k, v in stack.timings.items()})}")
