@@ -77,6 +77,21 @@ def hard_exit(code: int) -> NoReturn:
     os._exit(code)
 
 
+def unless_orphaned(sleep: Callable[[float], None] = time.sleep) -> Callable[[float], None]:
+    """The publisher's sleep between attempts, ending this record processor once the daemon that started it has
+    exited (the process was re-parented): nothing it publishes now can be checkpointed, so a late publish would
+    only duplicate what the restarted consumer publishes again from the last checkpoint."""
+    daemon = os.getppid()
+
+    def guarded(seconds: float) -> None:
+        sleep(seconds)
+        if os.getppid() != daemon:
+            logger.warning("daemon_gone_exiting", extra={"daemon_pid": daemon, "exit_code": EXIT_UNPUBLISHED})
+            hard_exit(EXIT_UNPUBLISHED)
+
+    return guarded
+
+
 class StreamwreckRecordProcessor(kcl_v3.RecordProcessorBase):
     """amazon-kclpy v3 record processor for one shard lease."""
 
@@ -322,7 +337,9 @@ def make_publisher(settings: ProcessorSettings, metrics: Metrics | None = None) 
     except BotoCoreError as exc:
         raise translate(exc, "creating the SNS client") from exc
     counted = CountedSns(sns, metrics) if metrics is not None else sns
-    return EventPublisher(counted, settings.topic_arn, settings.worker_id, attempts=settings.publish_attempts)
+    return EventPublisher(
+        counted, settings.topic_arn, settings.worker_id, attempts=settings.publish_attempts, sleep=unless_orphaned()
+    )
 
 
 def main() -> int:

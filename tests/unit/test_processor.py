@@ -164,3 +164,24 @@ def test_progress_rejects_nonsense_limits() -> None:
         ShardProgress(flush_records=0)
     with pytest.raises(ValueError):
         ShardProgress(tip_flush_records=0)
+
+
+def test_a_record_processor_whose_daemon_exited_stops_retrying_its_publish(monkeypatch: pytest.MonkeyPatch) -> None:
+    from streamwreck.processor import record_processor
+
+    parents = iter([100, 100, 1])  # the daemon's pid at the start, after the first sleep; re-parented after the second
+    monkeypatch.setattr(record_processor.os, "getppid", lambda: next(parents))
+    exits: list[int] = []
+
+    def exit_now(code: int) -> None:
+        exits.append(code)
+        raise SystemExit(code)
+
+    monkeypatch.setattr(record_processor, "hard_exit", exit_now)
+    slept: list[float] = []
+    sleep = record_processor.unless_orphaned(slept.append)
+    sleep(1.0)
+    assert exits == []  # the daemon still runs: the publisher tries again
+    with pytest.raises(SystemExit):
+        sleep(2.0)
+    assert slept == [1.0, 2.0] and exits == [record_processor.EXIT_UNPUBLISHED]
