@@ -10,8 +10,9 @@ publisher (:mod:`streamwreck.core.publisher`):
   exceptions raised in ``process_records``, and a later checkpoint would then skip the failed records: so nothing is
   let out. When publishing still fails after the publisher's retries, the process ends at once (``os._exit``) with
   :data:`EXIT_UNPUBLISHED`; the daemon then stops with a non-zero status, and the orchestrator's restart resumes
-  from the last checkpoint, which never passes an unpublished record. Any other exception is a bug: it ends the
-  process with :data:`EXIT_BUG` and its traceback in the log.
+  from the last checkpoint, which never passes an unpublished record. A record processor still retrying when the
+  daemon has gone ends the same way (:func:`unless_orphaned`). Any other exception is a bug: it ends the process with
+  :data:`EXIT_BUG` and its traceback in the log.
 - At shard end the processor publishes what it holds and checkpoints (else the child shards never start); after a
   lost lease it never checkpoints.
 - With ``STREAMWRECK_PROCESSOR_METRICS_PORT`` set it records its shard's Prometheus metrics
