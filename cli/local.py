@@ -23,7 +23,8 @@ verdict, its lost records in <dir>/lost.jsonl, its metrics at the URL 'status' s
 'make setup' installs what it needs.
 
   up      start everything, create the stream, topic, queue (with a dead-letter queue) and subscription, wait
-          until each part is ready (the KCL consumer takes 30-60 s to lease its shards), print what started
+          until each part is ready (the KCL consumer and the watcher take 30-60 s to lease the shards), print what
+          started
   status  show the endpoints and whether each part is alive (--json for scripts, --env for a shell)
   wait    wait until the consumer has caught up with every record now in the stream (and the watcher has judged
           each one), showing progress
@@ -85,7 +86,7 @@ def add_arguments(parser: argparse.ArgumentParser, name: str) -> None:
         type=seconds,
         default=240.0,
         metavar="SECONDS",
-        help="how long to wait for the KCL consumer to lease every shard (default 240)",
+        help="how long to wait for the KCL consumer (and then the watcher) to lease every shard (default 240)",
     )
 
     up.add_argument(

@@ -209,12 +209,18 @@ def _start(state: StackState, options: Options, names: resources.Names, settings
     api = parts.start_service(state, "api", env, port=options.api_port or 0)
     state.api_url = api.url
     save(state)
+    watcher = None
     if options.watch:
         say(f"starting the watcher (its own KCL application; lost records to {state.lost_file})")
-        parts.start_service(state, WATCH, parts.watch_env(state, find_jars(settings.kcl_jars_dir)))
+        watcher = parts.start_service(state, WATCH, parts.watch_env(state, find_jars(settings.kcl_jars_dir)))
 
     say(f"waiting for the KCL consumer to lease all {options.shards} shards (about 30-60 s)")
-    _wait_for_leases(state, processor, options.consumer_timeout)
+    _wait_for_leases(state, processor, state.kcl_application, "the KCL consumer", options.consumer_timeout)
+    if watcher is not None:
+        # Before anything can reshard the stream: a KCL application that first starts on a resharded stream at
+        # TRIM_HORIZON never gets its leases from kinesis-local (../shared/EMULATORS.md).
+        say(f"waiting for the watcher to lease all {options.shards} shards")
+        _wait_for_leases(state, watcher, state.watch_application, "the watcher", options.consumer_timeout)
 
 
 def _start_emulators(state: StackState, options: Options, settings: LocalSettings) -> None:
@@ -246,43 +252,47 @@ def _start_emulators(state: StackState, options: Options, settings: LocalSetting
     pool.shutdown(wait=True)
 
 
-def lease_owners(dynamodb: Any, state: StackState) -> dict[str, str | None]:
-    """{shard id: owner} from the KCL lease table; empty until the daemon has created the table."""
+def lease_owners(dynamodb: Any, state: StackState, application: str | None = None) -> dict[str, str | None]:
+    """{shard id: owner} from a KCL lease table (the consumer's unless ``application``); empty until the daemon has
+    created the table."""
+    table = application or state.kcl_application
     try:
-        dynamodb.describe_table(TableName=state.kcl_application)
+        dynamodb.describe_table(TableName=table)
     except ClientError as exc:
         if error_code(exc) == "ResourceNotFoundException":
             return {}
         raise
     owners: dict[str, str | None] = {}
-    for item in read_leases(dynamodb, state.kcl_application):
+    for item in read_leases(dynamodb, table):
         shard = lease_shard(item.get("leaseKey", {}).get("S", ""), state.stream)
         if shard is not None:
             owners[shard] = item.get("leaseOwner", {}).get("S")
     return owners
 
 
-def _wait_for_leases(state: StackState, processor: Service, timeout: float) -> None:
+def _wait_for_leases(state: StackState, service: Service, application: str, who: str, timeout: float) -> None:
+    """Until ``application``'s lease table has an owner for every shard; StartError (with ``service``'s log) if
+    ``service`` exits or ``timeout`` passes first."""
     kinesis, dynamodb = state.client("kinesis"), state.client("dynamodb")
     with _aws_step(state, f"listing the shards of stream {state.stream}", "kinesis-local"):
         shards = {shard.shard_id for shard in list_shards(kinesis, state.stream)}
     owned: set[str] = set()
 
     def all_leased() -> bool:
-        if not processor.alive():
-            raise StartError(f"the processor exited at start; {processor.log_path}:\n{processor.tail(30)}")
-        with _aws_step(state, f"reading the KCL lease table {state.kcl_application}", "moto"):
-            owners = lease_owners(dynamodb, state)
+        if not service.alive():
+            raise StartError(f"the {service.name} exited at start; {service.log_path}:\n{service.tail(30)}")
+        with _aws_step(state, f"reading the KCL lease table {application}", "moto"):
+            owners = lease_owners(dynamodb, state, application)
         owned.clear()
         owned.update(shard for shard in shards if owners.get(shard))
         return owned == shards
 
     try:
-        wait_until(all_leased, timeout, "the KCL consumer's leases", interval=1.0)
+        wait_until(all_leased, timeout, f"{who}'s leases", interval=1.0)
     except WaitTimeout:
         raise StartError(
-            f"the KCL consumer leased {len(owned)} of {len(shards)} shards within {timeout:.0f}s;"
-            f" {processor.log_path}:\n{processor.tail(30)}"
+            f"{who} leased {len(owned)} of {len(shards)} shards within {timeout:.0f}s;"
+            f" {service.log_path}:\n{service.tail(30)}"
         ) from None
 
 

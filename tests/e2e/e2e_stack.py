@@ -25,7 +25,7 @@ from streamwreck.local import groups, processes, state
 # Budgets, inside the e2e modules' per-test timeout (conftest.py: E2E_TIMEOUT, which covers the first test's fixture,
 # i.e. this start-up, too): a slow start ends with `local up`'s own message and the logs' tails, never a bare timeout.
 CONSUMER_TIMEOUT = 120  # local up --consumer-timeout: the KCL daemon's leases
-UP_TIMEOUT = CONSUMER_TIMEOUT + 60  # the whole `local up`: emulators, resources, services, then the leases
+UP_TIMEOUT = CONSUMER_TIMEOUT + 90  # the whole `local up`: emulators, resources, services, then both KCL apps' leases
 WAIT_TIMEOUT = 150  # local wait: the consumer catching up
 
 
