@@ -75,7 +75,15 @@ start() {
 }
 
 stop() {
-  [ -s "$STATE/dockerd.launch.pid" ] || [ -s "$PIDFILE" ] || return 0
+  if [ -s "$STATE/dockerd.launch.pid" ] || [ -s "$PIDFILE" ]; then stop_engine; fi
+  # dockerd leaves its network namespace mounted under its exec-root (run/netns/default): a checkout holding a mount
+  # cannot be removed (rm -rf fails on it), so every mount under build/docker/ goes.
+  awk -v state="$STATE/" 'index($2, state) == 1 { print $2 }' /proc/mounts | sort -r | while read -r mounted; do
+    umount "$mounted" 2>/dev/null || umount --lazy "$mounted" 2>/dev/null || say "could not unmount $mounted"
+  done
+}
+
+stop_engine() {
   pid=$(cat "$PIDFILE" 2>/dev/null || cat "$STATE/dockerd.launch.pid")
   if kill -0 "$pid" 2>/dev/null; then
     # vfs stores every image in full, and each rebuild leaves the replaced images behind (untagged): once the store
