@@ -57,7 +57,7 @@ class Options:
     api_port: int | None = None
     consumer_timeout: float = 240.0
     watch: bool = True  # run `streamwreck watch` beside the consumer
-    service_env: dict[str, str] = field(default_factory=dict)  # extra settings of the processor, recorder, API
+    service_env: dict[str, str] = field(default_factory=dict)  # extra settings of the services (watcher included)
 
 
 def missing_prerequisites(settings: LocalSettings) -> list[str]:
