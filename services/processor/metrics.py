@@ -118,10 +118,15 @@ class ShardMetrics:
         self._shard = shard_id
         for outcome in OUTCOMES:
             self._records.labels(self.stream, shard_id, outcome)
-        for metric in (self._records_published, self._events_published, self._requests, self._requests_failed):
+        for metric in (
+            self._records_published,
+            self._events_published,
+            self._requests,
+            self._requests_failed,
+            self._errors,
+            self._checkpoints,
+        ):
             metric.labels(self.stream, shard_id)
-        self._errors.labels(self.stream, shard_id)
-        self._checkpoints.labels(self.stream, shard_id)
         self.checkpoint_lag(0.0)
 
     def handled(self, processed: int, skipped: int, failed: int) -> None:

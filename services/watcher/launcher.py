@@ -109,12 +109,7 @@ class Watcher:
 
     @property
     def metrics_url(self) -> str | None:
-        if self.server is None:
-            return None
-        host, port = self.server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
-        return f"http://{shown}:{port}"
+        return self.server.url if self.server is not None else None
 
     def snapshot(self) -> Snapshot:
         return self.merged.snapshot()

@@ -6,14 +6,12 @@ safe twice."""
 from __future__ import annotations
 
 import json
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from e2e_stack import WAIT_TIMEOUT, LocalStack, check, log_holders, running, start_stack, write_across_a_split
-from helpers import wait_until
-from prometheus_client.parser import text_string_to_metric_families
+from helpers import by_label, scrape, wait_until
 
 from streamwreck.local import progress, state
 
@@ -61,17 +59,10 @@ def test_with_the_demo_rule_off_nothing_is_lost_and_the_verdict_is_clean(
 
 def watched(local: LocalStack) -> dict[str, float]:
     """The watcher's judged, lost and held records (sums over its shards, from its /metrics)."""
-    with urllib.request.urlopen(local.status["watch_metrics_url"], timeout=10) as response:
-        text = response.read().decode()
-    sums = {"judged": 0.0, "lost": 0.0, "held": 0.0}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "streamwreck_watch_records_total":
-                sums["judged"] += sample.value
-                sums["lost"] += sample.value if sample.labels["status"] == "lost" else 0.0
-            elif sample.name == "streamwreck_watch_held_records":
-                sums["held"] += sample.value
-    return sums
+    samples = scrape(local.status["watch_metrics_url"])
+    statuses = by_label(samples, "streamwreck_watch_records_total", "status")
+    held = by_label(samples, "streamwreck_watch_held_records", "shard_id")
+    return {"judged": sum(statuses.values()), "lost": statuses.get("lost", 0.0), "held": sum(held.values())}
 
 
 def test_status_reports_the_endpoints_and_every_part_alive(clean_stack: LocalStack) -> None:
@@ -95,14 +86,7 @@ def test_status_reports_the_endpoints_and_every_part_alive(clean_stack: LocalSta
     }
     for name, family in families.items():
         url = document["parts"][name]["metrics_url"]
-        with urllib.request.urlopen(url, timeout=10) as response:
-            samples = [
-                sample
-                for metric in text_string_to_metric_families(response.read().decode())
-                for sample in metric.samples
-                if sample.name == family
-            ]
-        assert sum(sample.value for sample in samples) > 0, (name, url)
+        assert sum(sample.value for sample in scrape(url) if sample.name == family) > 0, (name, url)
         assert f"metrics {url}" in text.stdout
 
 

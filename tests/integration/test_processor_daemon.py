@@ -35,11 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
 from aws_kinesis_agg.aggregator import RecordAggregator
-from helpers import STREAMWRECK, wait_until
-from prometheus_client.parser import text_string_to_metric_families
+from helpers import STREAMWRECK, scrape, wait_until
 
 from streamwreck.core.aws import wait_stream_active
 from streamwreck.core.errors import WaitTimeout
@@ -268,13 +266,11 @@ def start_daemon(aws_env: dict[str, str], server_logs: Path) -> Iterator[Callabl
 # -- the processor's metrics ----------------------------------------------------------------------------------------
 
 
-def scrape(port: int, stream: str) -> dict[tuple[str, str], float]:
+def figures_of(port: int, stream: str) -> dict[tuple[str, str], float]:
     """The launcher's /metrics for one stream: (sample name[:outcome], shard id) -> value."""
-    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     return {
         (":".join(filter(None, (sample.name, sample.labels.get("outcome")))), sample.labels["shard_id"]): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
+        for sample in scrape(f"http://127.0.0.1:{port}/metrics")
         if sample.labels.get("stream") == stream
     }
 
@@ -282,7 +278,7 @@ def scrape(port: int, stream: str) -> dict[tuple[str, str], float]:
 def counted_as_written(port: int, stream: str, records: list[RecordId]) -> dict[tuple[str, str], float] | None:
     """The metrics once every shard's records are all counted (processed or skipped) and no shard's lag is above 0
     (an exited record processor's lag is gone from them); else None."""
-    figures = scrape(port, stream)
+    figures = figures_of(port, stream)
     written = Counter(record.shard_id for record in records)
     handled = {s: sum(figures.get((f"{m.RECORDS}_total:{o}", s), 0) for o in m.OUTCOMES) for s in written}
     lags = [value for (name, _), value in figures.items() if name == m.CHECKPOINT_LAG]
@@ -409,7 +405,7 @@ def test_daemon_reports_every_processed_record_then_follows_a_split(
     wait_for(lambda: received(daemon, shard, earlier) == len(last), 30, "the last records to reach their processor")
     # held (below the flush size, within HOLD_SECONDS): not checkpointed, so the lag rises above 0
     lag = (m.CHECKPOINT_LAG, shard)
-    wait_for(lambda: scrape(metrics_port, unique).get(lag, 0) > 0, 10, "the held records' lag", daemon.service)
+    wait_for(lambda: figures_of(metrics_port, unique).get(lag, 0) > 0, 10, "the held records' lag", daemon.service)
     os.kill(daemon.service.pid, signal.SIGTERM)
     assert daemon.exit_code(timeout=60) == 0
     queue.poll()

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import httpx
 import pytest
-from helpers import STREAMWRECK, wait_until
+from helpers import STREAMWRECK, by_label, scrape, wait_until
 
 from streamwreck.checker.leases import lease_shard, read_leases
 from streamwreck.core.aws import error_code, wait_stream_active
@@ -154,36 +153,21 @@ class Watcher:
         return found
 
     def metrics(self) -> dict[str, float]:
-        """Sums over shards: records_total by status, read, held."""
+        """Sums over shards: records_total by status (as ``status:<status>``), and every other sample by name."""
         sums: dict[str, float] = {}
-        for line in httpx.get(f"{self.metrics_url}/metrics", timeout=10).text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name_labels, value = line.rsplit(" ", 1)
-            name = name_labels.split("{", 1)[0]
+        for sample in scrape(f"{self.metrics_url}/metrics"):
+            name = sample.name
             if name == "streamwreck_watch_records_total":
-                name = "status:" + name_labels.split('status="', 1)[1].split('"', 1)[0]
-            sums[name] = sums.get(name, 0.0) + float(value)
+                name = f"status:{sample.labels['status']}"
+            sums[name] = sums.get(name, 0.0) + sample.value
         return sums
 
     def per_shard(self, name: str) -> dict[str, float]:
         """One metric's value on each shard."""
-        values: dict[str, float] = {}
-        for line in httpx.get(f"{self.metrics_url}/metrics", timeout=10).text.splitlines():
-            if line.startswith(f"{name}{{"):
-                shard = line.split('shard_id="')[1].split('"')[0]
-                values[shard] = values.get(shard, 0.0) + float(line.rsplit(" ", 1)[1])
-        return values
+        return by_label(scrape(f"{self.metrics_url}/metrics"), name, "shard_id")
 
     def shards_seen(self) -> int:
-        text = httpx.get(f"{self.metrics_url}/metrics", timeout=10).text
-        return len(
-            {
-                line.split('shard_id="')[1].split('"')[0]
-                for line in text.splitlines()
-                if line.startswith("streamwreck_watch_held_records{")
-            }
-        )
+        return len(self.per_shard("streamwreck_watch_held_records"))
 
 
 def wait_for(condition: Callable[[], Any], timeout: float, what: str, *services: Service) -> Any:
